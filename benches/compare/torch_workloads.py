@@ -1,0 +1,105 @@
+"""PyTorch side of the workload benchmark comparison with tapegrad.
+
+Run by hand:  python3 benches/compare/torch_workloads.py [--json FILE]
+Each workload runs with 1 and 2 intra-op threads; seeded synthetic data is made
+once outside the timed loop; warm-up first, then the median time per iteration.
+Workloads:
+  w1_seed_step      Linear(10,5)-ReLU-Linear(5,1), MSELoss, SGD lr 0.01, batch 64, one full step
+  w2_mlp_adam_step  Linear(784,512)-ReLU-Linear(512,512)-ReLU-Linear(512,10),
+                    CrossEntropyLoss on int labels, Adam lr 1e-3, batch 128, one full step
+  gemm_256, gemm_1024  square f32 matmul (also reports GFLOP/s)
+  optimizer_step    Adam step on one 1M-element parameter with a fixed grad
+Prints:  workload=<id> threads=<t> time_us=<median> [gflops=<x>]
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+
+
+def median_us(fn, warmup, reps):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
+def train_step(model, loss_fn, opt, x, y):
+    def step():
+        opt.zero_grad()
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+    return step
+
+
+def w1_seed_step():
+    model = nn.Sequential(nn.Linear(10, 5), nn.ReLU(), nn.Linear(5, 1))
+    x, y = torch.randn(64, 10), torch.randn(64, 1)
+    return train_step(model, nn.MSELoss(), torch.optim.SGD(model.parameters(), lr=0.01), x, y), 50, 2000
+
+
+def w2_mlp_adam_step():
+    model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(),
+                          nn.Linear(512, 10))
+    x, y = torch.randn(128, 784), torch.randint(0, 10, (128,))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return train_step(model, nn.CrossEntropyLoss(), opt, x, y), 10, 100
+
+
+def gemm(n):
+    def make():
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        out = torch.empty(n, n)
+        return (lambda: torch.matmul(a, b, out=out)), 5, (200 if n <= 256 else 30)
+    return make
+
+
+def optimizer_step():
+    p = torch.nn.Parameter(torch.randn(1_000_000))
+    p.grad = torch.randn(1_000_000)  # fixed grad, never recomputed
+    opt = torch.optim.Adam([p], lr=1e-3)
+    return opt.step, 10, 200
+
+
+WORKLOADS = [
+    ("w1_seed_step", w1_seed_step, None),
+    ("w2_mlp_adam_step", w2_mlp_adam_step, None),
+    ("gemm_256", gemm(256), 256),
+    ("gemm_1024", gemm(1024), 1024),
+    ("optimizer_step", optimizer_step, None),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", help="also write the results to this JSON file")
+    args = ap.parse_args()
+    results = []
+    for name, make, gemm_n in WORKLOADS:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            torch.manual_seed(0)
+            fn, warmup, reps = make()  # data/model built outside the timed loop
+            us = median_us(fn, warmup, reps)
+            rec = {"workload": name, "threads": threads, "time_us": round(us, 3)}
+            line = f"workload={name} threads={threads} time_us={us:.1f}"
+            if gemm_n:
+                rec["gflops"] = round(2 * gemm_n**3 / (us * 1e-6) / 1e9, 2)
+                line += f" gflops={rec['gflops']:.1f}"
+            print(line, flush=True)
+            results.append(rec)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"torch_version": torch.__version__, "results": results}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()

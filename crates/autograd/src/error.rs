@@ -1,0 +1,100 @@
+//! The one error type of the tensor library.
+//!
+//! Every fallible operation has a `try_` form returning [`Result`]; the panicking
+//! forms (`a + b`, `a.matmul(&b)`) print the same message. Messages name the op
+//! and the shapes involved, so a user can find the bad line without a debugger.
+
+use std::fmt;
+
+use crate::shape::Shape;
+
+/// What went wrong in a tensor operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorError {
+    /// Two operands whose shapes do not fit together, e.g. `matmul: cannot multiply [3, 4] by [5, 2]`.
+    ShapeMismatch {
+        /// The op that refused, e.g. `"matmul"`.
+        op: &'static str,
+        /// The left operand's shape.
+        lhs: Shape,
+        /// The right operand's shape.
+        rhs: Shape,
+        /// What the op needed, in words.
+        detail: &'static str,
+    },
+    /// A data buffer whose length does not match the shape it was given.
+    LengthMismatch {
+        /// The op or constructor that refused.
+        op: &'static str,
+        /// Elements the shape asks for.
+        expected: usize,
+        /// Elements provided.
+        got: usize,
+    },
+    /// An axis outside the tensor's rank.
+    AxisOutOfRange {
+        /// The op that refused.
+        op: &'static str,
+        /// The axis given.
+        axis: usize,
+        /// The tensor's rank.
+        rank: usize,
+    },
+    /// An index outside the extent of the axis it selects from.
+    IndexOutOfRange {
+        /// The op that refused.
+        op: &'static str,
+        /// The index given.
+        index: usize,
+        /// The axis length.
+        len: usize,
+    },
+    /// A value argument the op cannot accept (an empty concat, a bad rank, ...).
+    InvalidArgument {
+        /// The op that refused.
+        op: &'static str,
+        /// Why, in words.
+        reason: String,
+    },
+    /// `backward()` on something the tape cannot differentiate.
+    Backward(String),
+}
+
+impl fmt::Display for TensorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TensorError::ShapeMismatch {
+                op,
+                lhs,
+                rhs,
+                detail,
+            } => write!(f, "{op}: {detail} {lhs:?} by {rhs:?}"),
+            TensorError::LengthMismatch { op, expected, got } => write!(
+                f,
+                "{op}: shape needs {expected} elements but the data has {got}"
+            ),
+            TensorError::AxisOutOfRange { op, axis, rank } => {
+                write!(f, "{op}: axis {axis} is out of range for a tensor of rank {rank}")
+            }
+            TensorError::IndexOutOfRange { op, index, len } => {
+                write!(f, "{op}: index {index} is out of range for an axis of length {len}")
+            }
+            TensorError::InvalidArgument { op, reason } => write!(f, "{op}: {reason}"),
+            TensorError::Backward(reason) => write!(f, "backward: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for TensorError {}
+
+/// Result of a fallible tensor operation.
+pub type Result<T> = std::result::Result<T, TensorError>;
+
+/// Unwraps a `try_` result for the panicking API, with the error's message.
+#[track_caller]
+pub(crate) fn or_panic<T>(r: Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}

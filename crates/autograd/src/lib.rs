@@ -1,0 +1,38 @@
+//! The ground floor of tapegrad: n-dimensional f32 tensors and reverse-mode autodiff.
+//!
+//! Every op on a tensor that requires grad records itself on a per-thread tape;
+//! [`Tensor::backward`] walks that record in reverse once and accumulates gradients into
+//! the leaves, PyTorch-style (they add up until [`Tensor::zero_grad`]).
+//!
+//! ```
+//! use tapegrad_autograd::Tensor;
+//!
+//! let w = Tensor::from_vec(vec![1.0, 2.0, 3.0], &[3]).unwrap().with_requires_grad(true);
+//! let x = Tensor::from_vec(vec![4.0, 5.0, 6.0], &[3]).unwrap();
+//! let loss = (&w * &x).sum();
+//! loss.backward();
+//! assert_eq!(w.grad().unwrap().to_vec(), vec![4.0, 5.0, 6.0]);
+//! ```
+//!
+//! See `docs/architecture.md` for the floor plan and the recipe for adding an op.
+
+mod error;
+mod gradcheck;
+mod ops;
+mod pool;
+pub mod shape;
+mod tape;
+mod tensor;
+
+pub use error::{Result, TensorError};
+pub use gradcheck::{gradcheck, gradcheck_with, GradcheckReport};
+pub use ops::linalg::{num_threads, set_num_threads};
+pub use ops::unary::GeluApprox;
+pub use pool::pooled_bytes;
+pub use shape::Shape;
+pub use tape::{clear_tape, is_grad_enabled, no_grad, no_grad_guard, tape_len, NoGradGuard};
+pub use tensor::{live_tensors, Tensor};
+
+/// The random-number crate the constructors take generators from, re-exported so that
+/// users seed the same version (`tapegrad_autograd::rand::rngs::StdRng`).
+pub use rand;

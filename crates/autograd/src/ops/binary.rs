@@ -1,0 +1,213 @@
+//! Elementwise ops of two tensors with NumPy/PyTorch broadcasting: add, sub, mul, div.
+//!
+//! The forward kernel has fast paths that touch no shape arithmetic per element (same
+//! shape, a one-element operand, an operand repeated along leading axes such as a bias
+//! row) and one general strided walk. Backward computes each input's gradient at the
+//! broadcast shape and sums it back down to the input's own shape.
+
+use crate::error::{or_panic, Result, TensorError};
+use crate::pool;
+use crate::shape::{broadcast_shapes, broadcast_strides, contiguous_strides, for_each_offset2, numel, Shape};
+use crate::tape::{self, Grads, Op};
+use crate::tensor::Tensor;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl BinaryOp {
+    fn name(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "add",
+            BinaryOp::Sub => "sub",
+            BinaryOp::Mul => "mul",
+            BinaryOp::Div => "div",
+        }
+    }
+}
+
+/// `f(a, b)` over the broadcast of two row-major operands, into a pooled buffer.
+pub(crate) fn zip_broadcast(
+    a: &[f32],
+    a_shape: &[usize],
+    b: &[f32],
+    b_shape: &[usize],
+    out_shape: &[usize],
+    f: impl Fn(f32, f32) -> f32,
+) -> Vec<f32> {
+    let n = numel(out_shape);
+    let mut out = pool::take(n);
+    if n == 0 {
+        return out;
+    }
+    if a.len() == n && b.len() == n {
+        out.extend(a.iter().zip(b).map(|(&x, &y)| f(x, y)));
+    } else if b.len() == 1 && a.len() == n {
+        let y = b[0];
+        out.extend(a.iter().map(|&x| f(x, y)));
+    } else if a.len() == 1 && b.len() == n {
+        let x = a[0];
+        out.extend(b.iter().map(|&y| f(x, y)));
+    } else if a.len() == n && is_trailing(b_shape, out_shape) {
+        for row in a.chunks_exact(b.len()) {
+            out.extend(row.iter().zip(b).map(|(&x, &y)| f(x, y)));
+        }
+    } else if b.len() == n && is_trailing(a_shape, out_shape) {
+        for row in b.chunks_exact(a.len()) {
+            out.extend(a.iter().zip(row).map(|(&x, &y)| f(x, y)));
+        }
+    } else {
+        let sa = broadcast_strides(a_shape, out_shape);
+        let sb = broadcast_strides(b_shape, out_shape);
+        for_each_offset2(out_shape, &sa, &sb, |i, j| out.push(f(a[i], b[j])));
+    }
+    out
+}
+
+/// Whether `small` equals the trailing axes of `big` (ignoring leading 1s of `small`),
+/// so `big` is `small` repeated over its leading axes.
+fn is_trailing(small: &[usize], big: &[usize]) -> bool {
+    let small = match small.iter().position(|&d| d != 1) {
+        Some(p) => &small[p..],
+        None => &[],
+    };
+    !small.is_empty() && big.ends_with(small)
+}
+
+/// Sums a gradient of shape `from` down to the shape `to` it was broadcast from.
+pub(crate) fn sum_to_shape(g: Vec<f32>, from: &[usize], to: &[usize]) -> Vec<f32> {
+    if numel(from) == numel(to) {
+        return g;
+    }
+    let mut out = pool::zeros(numel(to));
+    if is_trailing(to, from) || to.iter().all(|&d| d == 1) {
+        let width = out.len();
+        for row in g.chunks_exact(width) {
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o += v;
+            }
+        }
+    } else {
+        let own = contiguous_strides(from);
+        let st = broadcast_strides(to, from);
+        for_each_offset2(from, &own, &st, |i, j| out[j] += g[i]);
+    }
+    pool::give(g);
+    out
+}
+
+/// What a binary op saves: handles to both inputs (their data is needed by mul and div).
+pub(crate) struct BinaryRecord {
+    op: BinaryOp,
+    lhs: Tensor,
+    rhs: Tensor,
+    out_shape: Shape,
+}
+
+impl BinaryRecord {
+    pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
+        let (a, b) = (&self.lhs, &self.rhs);
+        let (sa, sb, so) = (a.shape(), b.shape(), &self.out_shape[..]);
+        if grads.wants(a) {
+            let full = match self.op {
+                BinaryOp::Add | BinaryOp::Sub => pool::copy_of(g),
+                BinaryOp::Mul => zip_broadcast(g, so, &b.data(), sb, so, |g, y| g * y),
+                BinaryOp::Div => zip_broadcast(g, so, &b.data(), sb, so, |g, y| g / y),
+            };
+            grads.add(a, sum_to_shape(full, so, sa));
+        }
+        if grads.wants(b) {
+            let full = match self.op {
+                BinaryOp::Add => pool::copy_of(g),
+                BinaryOp::Sub => {
+                    let mut neg = pool::take(g.len());
+                    neg.extend(g.iter().map(|&v| -v));
+                    neg
+                }
+                BinaryOp::Mul => zip_broadcast(g, so, &a.data(), sa, so, |g, x| g * x),
+                BinaryOp::Div => {
+                    // d(x/y)/dy = −x / y², as PyTorch computes it: −g · (x / y) / y.
+                    let (x, y) = (a.data(), b.data());
+                    let q = zip_broadcast(&x, sa, &y, sb, so, |x, y| x / y);
+                    let gq = zip_broadcast(g, so, &q, so, so, |g, q| -g * q);
+                    pool::give(q);
+                    let out = zip_broadcast(&gq, so, &y, sb, so, |t, y| t / y);
+                    pool::give(gq);
+                    out
+                }
+            };
+            grads.add(b, sum_to_shape(full, so, sb));
+        }
+    }
+}
+
+impl Tensor {
+    fn binary(&self, rhs: &Tensor, op: BinaryOp) -> Result<Tensor> {
+        let out_shape =
+            broadcast_shapes(self.shape(), rhs.shape()).ok_or_else(|| TensorError::ShapeMismatch {
+                op: op.name(),
+                lhs: self.0.shape.clone(),
+                rhs: rhs.0.shape.clone(),
+                detail: "cannot broadcast",
+            })?;
+        let data = {
+            let (a, b) = (self.data(), rhs.data());
+            match op {
+                BinaryOp::Add => zip_broadcast(&a, self.shape(), &b, rhs.shape(), &out_shape, |x, y| x + y),
+                BinaryOp::Sub => zip_broadcast(&a, self.shape(), &b, rhs.shape(), &out_shape, |x, y| x - y),
+                BinaryOp::Mul => zip_broadcast(&a, self.shape(), &b, rhs.shape(), &out_shape, |x, y| x * y),
+                BinaryOp::Div => zip_broadcast(&a, self.shape(), &b, rhs.shape(), &out_shape, |x, y| x / y),
+            }
+        };
+        let out = Tensor::from_parts(data, out_shape.clone());
+        Ok(tape::record(out, &[self, rhs], || {
+            Op::Binary(BinaryRecord {
+                op,
+                lhs: self.clone(),
+                rhs: rhs.clone(),
+                out_shape,
+            })
+        }))
+    }
+
+    /// Elementwise sum with broadcasting, or an error naming both shapes.
+    pub fn try_add(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Add)
+    }
+    /// Elementwise difference with broadcasting, or an error naming both shapes.
+    pub fn try_sub(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Sub)
+    }
+    /// Elementwise product with broadcasting, or an error naming both shapes.
+    pub fn try_mul(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Mul)
+    }
+    /// Elementwise quotient with broadcasting, or an error naming both shapes.
+    pub fn try_div(&self, rhs: &Tensor) -> Result<Tensor> {
+        self.binary(rhs, BinaryOp::Div)
+    }
+    /// Elementwise sum with broadcasting; panics on incompatible shapes.
+    #[track_caller]
+    pub fn add(&self, rhs: &Tensor) -> Tensor {
+        or_panic(self.try_add(rhs))
+    }
+    /// Elementwise difference with broadcasting; panics on incompatible shapes.
+    #[track_caller]
+    pub fn sub(&self, rhs: &Tensor) -> Tensor {
+        or_panic(self.try_sub(rhs))
+    }
+    /// Elementwise product with broadcasting; panics on incompatible shapes.
+    #[track_caller]
+    pub fn mul(&self, rhs: &Tensor) -> Tensor {
+        or_panic(self.try_mul(rhs))
+    }
+    /// Elementwise quotient with broadcasting; panics on incompatible shapes.
+    #[track_caller]
+    pub fn div(&self, rhs: &Tensor) -> Tensor {
+        or_panic(self.try_div(rhs))
+    }
+}

@@ -1,0 +1,376 @@
+//! Matrix products: `matmul` (2-D and batched 3-D with a broadcast batch axis) and the
+//! fused `linear` (x·Wᵀ + b) that `nn::Linear` uses.
+//!
+//! All products go through one GEMM call, [`gemm_into`], on the `gemm` crate (runtime
+//! dispatch to AVX-512/AVX2/... kernels). Transposed operands are passed as strides,
+//! never copied, so the backward products (G·Bᵀ, Aᵀ·G) and `linear`'s Wᵀ cost nothing
+//! extra. Each output element's reduction order is fixed by `gemm`'s blocking over k,
+//! not by the number of threads.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::error::{or_panic, Result, TensorError};
+use crate::pool;
+use crate::shape::Shape;
+use crate::tape::{self, Grads, Op};
+use crate::tensor::Tensor;
+
+/// 0 means "not set": use the machine's available parallelism.
+static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets how many threads matrix products may use (1 = single-threaded).
+pub fn set_num_threads(n: usize) {
+    NUM_THREADS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// How many threads matrix products may use.
+pub fn num_threads() -> usize {
+    match NUM_THREADS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+/// Below this many multiply-adds a product runs on one thread: waking a pool costs more.
+const PARALLEL_THRESHOLD: usize = 96 * 96 * 96;
+
+/// A read-only strided matrix view over a slice.
+#[derive(Clone, Copy)]
+pub(crate) struct MatRef<'a> {
+    pub data: &'a [f32],
+    /// Elements between consecutive rows.
+    pub row_stride: usize,
+    /// Elements between consecutive columns.
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A contiguous row-major matrix with `cols` columns.
+    pub(crate) fn rows(data: &'a [f32], cols: usize) -> Self {
+        MatRef { data, row_stride: cols, col_stride: 1 }
+    }
+    /// The transpose of a contiguous row-major matrix with `cols` columns.
+    pub(crate) fn transposed(data: &'a [f32], cols: usize) -> Self {
+        MatRef { data, row_stride: 1, col_stride: cols }
+    }
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0
+            || cols == 0
+            || (rows - 1) * self.row_stride + (cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `dst[m×n] = a[m×k] · b[k×n]`, or `dst += a · b` when `accumulate`; `dst` is
+/// contiguous row-major.
+pub(crate) fn gemm_into(m: usize, n: usize, k: usize, a: MatRef, b: MatRef, dst: &mut [f32], accumulate: bool) {
+    assert!(dst.len() >= m * n && a.fits(m, k) && b.fits(k, n), "gemm_into: operand out of bounds");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let threads = num_threads();
+    let parallelism = if threads > 1 && m * n * k >= PARALLEL_THRESHOLD {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the assert above checks that every element gemm reads, a[i·rs + p·cs] for
+    // i < m, p < k (likewise b for p < k, j < n), lies inside its slice, and that dst
+    // holds the m×n row-major output it writes. `dst` is a unique borrow, so it cannot
+    // alias `a` or `b`. alpha = 1 keeps dst when accumulating; beta = 1 scales a·b by one.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+/// Operand sizes of a (batched) product: `[ba, m, k] · [bb, k, n]`, `ba` or `bb` may be 1.
+#[derive(Clone, Copy)]
+pub(crate) struct Dims {
+    ba: usize,
+    bb: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+}
+
+impl Dims {
+    fn batch(&self) -> usize {
+        self.ba.max(self.bb)
+    }
+}
+
+fn matmul_dims(a: &[usize], b: &[usize]) -> Result<(Dims, Shape)> {
+    let mismatch = || TensorError::ShapeMismatch {
+        op: "matmul",
+        lhs: Shape::from_slice(a),
+        rhs: Shape::from_slice(b),
+        detail: "cannot multiply",
+    };
+    let (ba, m, k) = match *a {
+        [m, k] => (1, m, k),
+        [ba, m, k] => (ba, m, k),
+        _ => return Err(mismatch()),
+    };
+    let (bb, k2, n) = match *b {
+        [k, n] => (1, k, n),
+        [bb, k, n] => (bb, k, n),
+        _ => return Err(mismatch()),
+    };
+    if k != k2 || (ba != bb && ba != 1 && bb != 1) {
+        return Err(mismatch());
+    }
+    let dims = Dims { ba, bb, m, k, n };
+    let shape = if a.len() == 2 && b.len() == 2 {
+        Shape::from_slice(&[m, n])
+    } else {
+        Shape::from_slice(&[dims.batch(), m, n])
+    };
+    Ok((dims, shape))
+}
+
+/// The forward product, one GEMM per batch (one GEMM in all when `b` is shared).
+fn matmul_forward(d: Dims, a: &[f32], b: &[f32]) -> Vec<f32> {
+    let Dims { m, k, n, .. } = d;
+    let mut out = pool::zeros(d.batch() * m * n);
+    if d.bb == 1 {
+        // A shared right operand: stack the batches of `a` into one tall matrix.
+        gemm_into(d.ba * m, n, k, MatRef::rows(a, k), MatRef::rows(b, n), &mut out, false);
+        return out;
+    }
+    for (i, dst) in out.chunks_exact_mut(m * n).enumerate() {
+        let a_i = if d.ba == 1 { a } else { &a[i * m * k..(i + 1) * m * k] };
+        let b_i = &b[i * k * n..(i + 1) * k * n];
+        gemm_into(m, n, k, MatRef::rows(a_i, k), MatRef::rows(b_i, n), dst, false);
+    }
+    out
+}
+
+/// What a product saves: its inputs (their values are the other side's gradient).
+pub(crate) enum LinalgRecord {
+    MatMul { lhs: Tensor, rhs: Tensor, dims: Dims },
+    Linear { input: Tensor, weight: Tensor, bias: Option<Tensor> },
+}
+
+impl LinalgRecord {
+    pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
+        match self {
+            LinalgRecord::MatMul { lhs, rhs, dims } => {
+                let Dims { m, k, n, .. } = *dims;
+                let batch = dims.batch();
+                if grads.wants(lhs) {
+                    // dA = G · Bᵀ, summed over the batch when `a` was broadcast.
+                    let b = rhs.data();
+                    let mut da = pool::zeros(lhs.numel());
+                    for i in 0..batch {
+                        let g_i = &g[i * m * n..(i + 1) * m * n];
+                        let b_i = if dims.bb == 1 { &b[..] } else { &b[i * k * n..(i + 1) * k * n] };
+                        let off = if dims.ba == 1 { 0 } else { i * m * k };
+                        let dst = &mut da[off..off + m * k];
+                        gemm_into(m, k, n, MatRef::rows(g_i, n), MatRef::transposed(b_i, n), dst, true);
+                    }
+                    grads.add(lhs, da);
+                }
+                if grads.wants(rhs) {
+                    // dB = Aᵀ · G, summed over the batch when `b` was broadcast.
+                    let a = lhs.data();
+                    let mut db = pool::zeros(rhs.numel());
+                    if dims.bb == 1 && dims.ba == batch {
+                        // One GEMM over the stacked batches: (B·m × k)ᵀ · (B·m × n).
+                        gemm_into(k, n, batch * m, MatRef::transposed(&a, k), MatRef::rows(g, n), &mut db, false);
+                    } else {
+                        for i in 0..batch {
+                            let g_i = &g[i * m * n..(i + 1) * m * n];
+                            let a_i = if dims.ba == 1 { &a[..] } else { &a[i * m * k..(i + 1) * m * k] };
+                            let off = if dims.bb == 1 { 0 } else { i * k * n };
+                            let dst = &mut db[off..off + k * n];
+                            gemm_into(k, n, m, MatRef::transposed(a_i, k), MatRef::rows(g_i, n), dst, true);
+                        }
+                    }
+                    grads.add(rhs, db);
+                }
+            }
+            LinalgRecord::Linear { input, weight, bias } => {
+                let (outf, inf) = (weight.shape()[0], weight.shape()[1]);
+                let rows = input.numel() / inf;
+                if grads.wants(input) {
+                    // dX = G · W
+                    let mut dx = pool::zeros(input.numel());
+                    let w = weight.data();
+                    gemm_into(rows, inf, outf, MatRef::rows(g, outf), MatRef::rows(&w, inf), &mut dx, false);
+                    grads.add(input, dx);
+                }
+                if grads.wants(weight) {
+                    // dW = Gᵀ · X
+                    let mut dw = pool::zeros(weight.numel());
+                    let x = input.data();
+                    gemm_into(outf, inf, rows, MatRef::transposed(g, outf), MatRef::rows(&x, inf), &mut dw, false);
+                    grads.add(weight, dw);
+                }
+                if let Some(bias) = bias.as_ref().filter(|b| grads.wants(b)) {
+                    let mut db = pool::zeros(outf);
+                    for row in g.chunks_exact(outf) {
+                        for (d, &v) in db.iter_mut().zip(row) {
+                            *d += v;
+                        }
+                    }
+                    grads.add(bias, db);
+                }
+            }
+        }
+    }
+}
+
+impl Tensor {
+    /// Matrix product of 2-D tensors, or batched over a leading axis of 3-D tensors (a
+    /// batch of 1, or a 2-D operand, is broadcast across the other's batch).
+    pub fn try_matmul(&self, rhs: &Tensor) -> Result<Tensor> {
+        let (dims, shape) = matmul_dims(self.shape(), rhs.shape())?;
+        let data = matmul_forward(dims, &self.data(), &rhs.data());
+        let out = Tensor::from_parts(data, shape);
+        Ok(tape::record(out, &[self, rhs], || {
+            Op::Linalg(LinalgRecord::MatMul { lhs: self.clone(), rhs: rhs.clone(), dims })
+        }))
+    }
+
+    /// Matrix product; panics with both shapes when they do not fit.
+    #[track_caller]
+    pub fn matmul(&self, rhs: &Tensor) -> Tensor {
+        or_panic(self.try_matmul(rhs))
+    }
+
+    /// `x · Wᵀ + b` for `x` of shape `[..., in]`, `weight` `[out, in]`, `bias` `[out]`:
+    /// PyTorch's `F.linear`, one GEMM with the bias folded in and Wᵀ read by strides.
+    pub fn try_linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let bad = |detail| TensorError::ShapeMismatch {
+            op: "linear",
+            lhs: self.0.shape.clone(),
+            rhs: weight.0.shape.clone(),
+            detail,
+        };
+        let [outf, inf] = *weight.shape() else {
+            return Err(bad("weight must be [out, in]; cannot apply"));
+        };
+        if self.rank() == 0 || self.shape()[self.rank() - 1] != inf {
+            return Err(bad("input's last axis must equal weight's in-features; cannot apply"));
+        }
+        if let Some(b) = bias {
+            if b.shape() != [outf] {
+                return Err(TensorError::ShapeMismatch {
+                    op: "linear",
+                    lhs: weight.0.shape.clone(),
+                    rhs: b.0.shape.clone(),
+                    detail: "bias must be [out] for weight",
+                });
+            }
+        }
+        let rows = self.numel() / inf.max(1);
+        let mut out = pool::take(rows * outf);
+        match bias {
+            Some(b) => {
+                let b = b.data();
+                for _ in 0..rows {
+                    out.extend_from_slice(&b);
+                }
+            }
+            None => out.resize(rows * outf, 0.0),
+        }
+        gemm_into(
+            rows,
+            outf,
+            inf,
+            MatRef::rows(&self.data(), inf),
+            MatRef::transposed(&weight.data(), inf),
+            &mut out,
+            bias.is_some(),
+        );
+        let mut shape = self.0.shape.clone();
+        *shape.last_mut().expect("rank checked above") = outf;
+        let out = Tensor::from_parts(out, shape);
+        let inputs: &[&Tensor] = match bias {
+            Some(b) => &[self, weight, b],
+            None => &[self, weight],
+        };
+        Ok(tape::record(out, inputs, || {
+            Op::Linalg(LinalgRecord::Linear {
+                input: self.clone(),
+                weight: weight.clone(),
+                bias: bias.cloned(),
+            })
+        }))
+    }
+
+    /// `x · Wᵀ + b`; panics with the shapes when they do not fit.
+    #[track_caller]
+    pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
+        or_panic(self.try_linear(weight, bias))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain triple loop, as the reference for strided GEMM calls.
+    fn naive(m: usize, n: usize, k: usize, a: MatRef, b: MatRef) -> Vec<f32> {
+        let mut out = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    out[i * n + j] += a.data[i * a.row_stride + p * a.col_stride]
+                        * b.data[p * b.row_stride + j * b.col_stride];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn strided_gemm_matches_the_triple_loop() {
+        let (m, n, k) = (37, 29, 41);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let ar = if ta { MatRef::transposed(&a, m) } else { MatRef::rows(&a, k) };
+            let br = if tb { MatRef::transposed(&b, k) } else { MatRef::rows(&b, n) };
+            let mut out = vec![1.0; m * n];
+            gemm_into(m, n, k, ar, br, &mut out, true);
+            let want = naive(m, n, k, ar, br);
+            for (o, w) in out.iter().zip(&want) {
+                assert_eq!(*o, w + 1.0);
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn gemm_rejects_a_short_operand() {
+        let a = vec![0.0; 5];
+        let mut out = vec![0.0; 4];
+        gemm_into(2, 2, 3, MatRef::rows(&a, 3), MatRef::rows(&a, 2), &mut out, false);
+    }
+}

@@ -1,0 +1,9 @@
+//! The differentiable ops, one module per family; each op's backward sits beside its
+//! forward, and `tape::backward` dispatches to the family's `backward` by one `match`.
+
+pub(crate) mod binary;
+pub(crate) mod linalg;
+pub(crate) mod movement;
+pub(crate) mod operators;
+pub(crate) mod reduce;
+pub(crate) mod unary;

@@ -1,0 +1,235 @@
+//! Elementwise ops of one tensor: math, activations and tensor-scalar arithmetic.
+//!
+//! Each op is a variant of [`UnaryOp`] with two arms side by side: its value `f(x)` in
+//! [`UnaryOp::forward`] and its derivative `f'(x)` (given x and y = f(x)) in
+//! [`UnaryOp::derivative`]. A new activation is a variant, two arms and a method.
+//! Derivatives at kinks follow PyTorch: relu'(0) = 0, |x|'(0) = 0, clamp passes the
+//! gradient where min ≤ x ≤ max.
+
+use crate::error::or_panic;
+use crate::pool;
+use crate::tape::{self, Grads, Op};
+use crate::tensor::Tensor;
+
+/// Which formula `gelu` uses, like PyTorch's `approximate` argument.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeluApprox {
+    /// The exact form x·Φ(x), with Φ from `erf` (PyTorch's `approximate='none'`).
+    None,
+    /// The tanh approximation (PyTorch's `approximate='tanh'`).
+    Tanh,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum UnaryOp {
+    Neg,
+    Exp,
+    Log,
+    Sqrt,
+    Abs,
+    Relu,
+    Sigmoid,
+    Tanh,
+    LeakyRelu(f32),
+    Gelu(GeluApprox),
+    Clamp(f32, f32),
+    Pow(f32),
+    AddScalar(f32),
+    MulScalar(f32),
+    DivScalar(f32),
+    /// s − x
+    RSubScalar(f32),
+    /// s / x
+    RDivScalar(f32),
+}
+
+/// √(2/π), the tanh-GELU's inner scale.
+const GELU_BETA: f32 = 0.797_884_6;
+const GELU_KAPPA: f32 = 0.044_715;
+/// 1/√(2π), the standard normal density's scale.
+const INV_SQRT_2PI: f32 = 0.398_942_3;
+
+fn map(x: &[f32], f: impl Fn(f32) -> f32) -> Vec<f32> {
+    let mut out = pool::take(x.len());
+    out.extend(x.iter().map(|&v| f(v)));
+    out
+}
+
+/// g · f'(x, y) for every element.
+fn chain(g: &[f32], x: &[f32], y: &[f32], df: impl Fn(f32, f32) -> f32) -> Vec<f32> {
+    let mut out = pool::take(g.len());
+    out.extend(g.iter().zip(x).zip(y).map(|((&g, &x), &y)| g * df(x, y)));
+    out
+}
+
+impl UnaryOp {
+    fn forward(self, x: &[f32]) -> Vec<f32> {
+        match self {
+            UnaryOp::Neg => map(x, |v| -v),
+            UnaryOp::Exp => map(x, f32::exp),
+            UnaryOp::Log => map(x, f32::ln),
+            UnaryOp::Sqrt => map(x, f32::sqrt),
+            UnaryOp::Abs => map(x, f32::abs),
+            UnaryOp::Relu => map(x, |v| if v > 0.0 { v } else { 0.0 }),
+            UnaryOp::Sigmoid => map(x, |v| 1.0 / (1.0 + (-v).exp())),
+            UnaryOp::Tanh => map(x, f32::tanh),
+            UnaryOp::LeakyRelu(slope) => map(x, |v| if v > 0.0 { v } else { v * slope }),
+            UnaryOp::Gelu(GeluApprox::None) => {
+                map(x, |v| 0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2)))
+            }
+            UnaryOp::Gelu(GeluApprox::Tanh) => map(x, |v| {
+                0.5 * v * (1.0 + (GELU_BETA * (v + GELU_KAPPA * v * v * v)).tanh())
+            }),
+            UnaryOp::Clamp(lo, hi) => map(x, |v| v.max(lo).min(hi)),
+            UnaryOp::Pow(p) => map(x, |v| v.powf(p)),
+            UnaryOp::AddScalar(s) => map(x, |v| v + s),
+            UnaryOp::MulScalar(s) => map(x, |v| v * s),
+            UnaryOp::DivScalar(s) => map(x, |v| v / s),
+            UnaryOp::RSubScalar(s) => map(x, |v| s - v),
+            UnaryOp::RDivScalar(s) => map(x, |v| s / v),
+        }
+    }
+
+    /// The input gradient g · f'(x), given the input x and the output y.
+    fn derivative(self, g: &[f32], x: &[f32], y: &[f32]) -> Vec<f32> {
+        match self {
+            UnaryOp::Neg => chain(g, x, y, |_, _| -1.0),
+            UnaryOp::Exp => chain(g, x, y, |_, y| y),
+            UnaryOp::Log => chain(g, x, y, |x, _| 1.0 / x),
+            UnaryOp::Sqrt => chain(g, x, y, |_, y| 0.5 / y),
+            UnaryOp::Abs => chain(g, x, y, |x, _| if x == 0.0 { 0.0 } else { x.signum() }),
+            UnaryOp::Relu => chain(g, x, y, |_, y| if y > 0.0 { 1.0 } else { 0.0 }),
+            UnaryOp::Sigmoid => chain(g, x, y, |_, y| y * (1.0 - y)),
+            UnaryOp::Tanh => chain(g, x, y, |_, y| 1.0 - y * y),
+            UnaryOp::LeakyRelu(slope) => chain(g, x, y, |x, _| if x > 0.0 { 1.0 } else { slope }),
+            UnaryOp::Gelu(GeluApprox::None) => chain(g, x, y, |x, _| {
+                let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
+                cdf + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
+            }),
+            UnaryOp::Gelu(GeluApprox::Tanh) => chain(g, x, y, |x, _| {
+                let t = (GELU_BETA * (x + GELU_KAPPA * x * x * x)).tanh();
+                0.5 * (1.0 + t)
+                    + 0.5 * x * (1.0 - t * t) * GELU_BETA * (1.0 + 3.0 * GELU_KAPPA * x * x)
+            }),
+            UnaryOp::Clamp(lo, hi) => {
+                chain(g, x, y, |x, _| if x >= lo && x <= hi { 1.0 } else { 0.0 })
+            }
+            UnaryOp::Pow(p) => chain(g, x, y, |x, _| if p == 0.0 { 0.0 } else { p * x.powf(p - 1.0) }),
+            UnaryOp::AddScalar(_) => chain(g, x, y, |_, _| 1.0),
+            UnaryOp::MulScalar(s) => chain(g, x, y, |_, _| s),
+            UnaryOp::DivScalar(s) => chain(g, x, y, |_, _| 1.0 / s),
+            UnaryOp::RSubScalar(_) => chain(g, x, y, |_, _| -1.0),
+            UnaryOp::RDivScalar(s) => chain(g, x, y, |x, _| -s / (x * x)),
+        }
+    }
+}
+
+/// What a unary op saves: its input and its output (several derivatives need y).
+pub(crate) struct UnaryRecord {
+    op: UnaryOp,
+    input: Tensor,
+    output: Tensor,
+}
+
+impl UnaryRecord {
+    pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
+        let dx = self
+            .op
+            .derivative(g, &self.input.data(), &self.output.data());
+        grads.add(&self.input, dx);
+    }
+}
+
+impl Tensor {
+    pub(crate) fn unary(&self, op: UnaryOp) -> Tensor {
+        let out = Tensor::from_parts(op.forward(&self.data()), self.0.shape.clone());
+        tape::record(out.clone(), &[self], || {
+            Op::Unary(UnaryRecord {
+                op,
+                input: self.clone(),
+                output: out,
+            })
+        })
+    }
+
+    /// −x.
+    pub fn neg(&self) -> Tensor {
+        self.unary(UnaryOp::Neg)
+    }
+    /// eˣ.
+    pub fn exp(&self) -> Tensor {
+        self.unary(UnaryOp::Exp)
+    }
+    /// Natural logarithm.
+    pub fn log(&self) -> Tensor {
+        self.unary(UnaryOp::Log)
+    }
+    /// Square root.
+    pub fn sqrt(&self) -> Tensor {
+        self.unary(UnaryOp::Sqrt)
+    }
+    /// |x|; the gradient at 0 is 0.
+    pub fn abs(&self) -> Tensor {
+        self.unary(UnaryOp::Abs)
+    }
+    /// xᵖ for a scalar exponent p.
+    pub fn pow(&self, p: f32) -> Tensor {
+        self.unary(UnaryOp::Pow(p))
+    }
+    /// max(x, 0); the gradient at 0 is 0.
+    pub fn relu(&self) -> Tensor {
+        self.unary(UnaryOp::Relu)
+    }
+    /// 1 / (1 + e⁻ˣ).
+    pub fn sigmoid(&self) -> Tensor {
+        self.unary(UnaryOp::Sigmoid)
+    }
+    /// Hyperbolic tangent.
+    pub fn tanh(&self) -> Tensor {
+        self.unary(UnaryOp::Tanh)
+    }
+    /// x for x > 0, `negative_slope`·x otherwise (PyTorch's default slope is 0.01).
+    pub fn leaky_relu(&self, negative_slope: f32) -> Tensor {
+        self.unary(UnaryOp::LeakyRelu(negative_slope))
+    }
+    /// Gaussian error linear unit, exact or tanh-approximated like PyTorch's two modes.
+    pub fn gelu(&self, approximate: GeluApprox) -> Tensor {
+        self.unary(UnaryOp::Gelu(approximate))
+    }
+    /// Limits every element to `[min, max]`; pass `f32::NEG_INFINITY` / `f32::INFINITY`
+    /// for a one-sided clamp. Panics when `min > max`.
+    #[track_caller]
+    pub fn clamp(&self, min: f32, max: f32) -> Tensor {
+        if min > max {
+            or_panic::<()>(Err(crate::TensorError::InvalidArgument {
+                op: "clamp",
+                reason: format!("min {min} is greater than max {max}"),
+            }));
+        }
+        self.unary(UnaryOp::Clamp(min, max))
+    }
+    /// x + s.
+    pub fn add_scalar(&self, s: f32) -> Tensor {
+        self.unary(UnaryOp::AddScalar(s))
+    }
+    /// x − s.
+    pub fn sub_scalar(&self, s: f32) -> Tensor {
+        self.unary(UnaryOp::AddScalar(-s))
+    }
+    /// x · s.
+    pub fn mul_scalar(&self, s: f32) -> Tensor {
+        self.unary(UnaryOp::MulScalar(s))
+    }
+    /// x / s.
+    pub fn div_scalar(&self, s: f32) -> Tensor {
+        self.unary(UnaryOp::DivScalar(s))
+    }
+    /// s − x.
+    pub fn rsub_scalar(&self, s: f32) -> Tensor {
+        self.unary(UnaryOp::RSubScalar(s))
+    }
+    /// s / x.
+    pub fn rdiv_scalar(&self, s: f32) -> Tensor {
+        self.unary(UnaryOp::RDivScalar(s))
+    }
+}

@@ -1,0 +1,225 @@
+//! The tape: a per-thread arena of recorded ops, and the reverse walk over it.
+//!
+//! Recording is a push of an [`Op`] (plain data: the op kind, handles to its inputs and
+//! whatever it saved) onto a `Vec`; a node's id is its index. Because ops are pushed in
+//! the order they run, the tape is already topologically sorted, and `backward` is one
+//! reverse loop with one `match` over op families. Each family's backward rule lives in
+//! the same file as its forward (`ops/*.rs`). After `backward` the whole record is
+//! released (its saved buffers go back to the pool) and the generation counter moves
+//! on, so a stale output can be told apart from a live one.
+
+use std::cell::{Cell, RefCell};
+
+use crate::error::{Result, TensorError};
+use crate::ops::{linalg, movement, reduce, unary, binary};
+use crate::pool;
+use crate::tensor::Tensor;
+
+/// Where a recorded op's output lives on the tape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NodeId {
+    pub(crate) index: u32,
+    pub(crate) generation: u32,
+}
+
+/// A recorded op: what backward needs, nothing more.
+pub(crate) enum Op {
+    Unary(unary::UnaryRecord),
+    Binary(binary::BinaryRecord),
+    Linalg(linalg::LinalgRecord),
+    Reduce(reduce::ReduceRecord),
+    Movement(movement::MovementRecord),
+}
+
+struct Tape {
+    nodes: Vec<Op>,
+    generation: u32,
+}
+
+thread_local! {
+    static TAPE: RefCell<Tape> = const { RefCell::new(Tape { nodes: Vec::new(), generation: 0 }) };
+    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Whether ops record themselves right now (false inside [`no_grad`]).
+pub fn is_grad_enabled() -> bool {
+    GRAD_ENABLED.with(|g| g.get())
+}
+
+/// Number of ops recorded and not yet released on this thread (a diagnostic).
+pub fn tape_len() -> usize {
+    TAPE.with(|t| t.borrow().nodes.len())
+}
+
+/// Releases everything recorded on this thread without running backward, e.g. after
+/// an evaluation pass that forgot [`no_grad`]. Outputs recorded so far become stale.
+pub fn clear_tape() {
+    let nodes = TAPE.with(|t| {
+        let mut tape = t.borrow_mut();
+        tape.generation = tape.generation.wrapping_add(1);
+        std::mem::take(&mut tape.nodes)
+    });
+    drop(nodes);
+}
+
+/// Restores the previous grad mode when dropped; made by [`no_grad_guard`].
+pub struct NoGradGuard {
+    previous: bool,
+}
+
+impl Drop for NoGradGuard {
+    fn drop(&mut self) {
+        GRAD_ENABLED.with(|g| g.set(self.previous));
+    }
+}
+
+/// Stops recording until the guard is dropped (PyTorch's `with torch.no_grad():`).
+#[must_use = "recording resumes as soon as the guard is dropped"]
+pub fn no_grad_guard() -> NoGradGuard {
+    NoGradGuard {
+        previous: GRAD_ENABLED.with(|g| g.replace(false)),
+    }
+}
+
+/// Runs `f` with recording off: for evaluation and for optimizer updates.
+pub fn no_grad<T>(f: impl FnOnce() -> T) -> T {
+    let _guard = no_grad_guard();
+    f()
+}
+
+/// Whether an op with these inputs must be recorded.
+pub(crate) fn should_record(inputs: &[&Tensor]) -> bool {
+    is_grad_enabled() && inputs.iter().any(|t| t.requires_grad())
+}
+
+/// Records `op` as the producer of `out` when any input requires grad; returns `out`.
+/// `make_op` runs only when recording, so saving inputs costs nothing in `no_grad`.
+pub(crate) fn record(out: Tensor, inputs: &[&Tensor], make_op: impl FnOnce() -> Op) -> Tensor {
+    if should_record(inputs) {
+        TAPE.with(|t| {
+            let mut tape = t.borrow_mut();
+            let id = NodeId {
+                index: tape.nodes.len() as u32,
+                generation: tape.generation,
+            };
+            tape.nodes.push(make_op());
+            out.0.node.set(Some(id));
+        });
+    }
+    out
+}
+
+/// Gradients flowing backward, one slot per node of the walked record.
+pub(crate) struct Grads {
+    slots: Vec<Option<Vec<f32>>>,
+    generation: u32,
+    stale: bool,
+}
+
+impl Grads {
+    /// Whether a gradient for `t` is wanted: skip computing it for constants.
+    pub(crate) fn wants(&self, t: &Tensor) -> bool {
+        t.requires_grad()
+    }
+
+    /// Adds a gradient (same length as `t`) into `t`'s slot, or into its `.grad` when
+    /// `t` is a leaf that requires grad; a constant's gradient is recycled.
+    pub(crate) fn add(&mut self, t: &Tensor, g: Vec<f32>) {
+        debug_assert_eq!(g.len(), t.numel());
+        match t.0.node.get() {
+            Some(id) if id.generation == self.generation => {
+                let slot = &mut self.slots[id.index as usize];
+                match slot {
+                    None => *slot = Some(g),
+                    Some(acc) => {
+                        for (a, b) in acc.iter_mut().zip(&g) {
+                            *a += b;
+                        }
+                        pool::give(g);
+                    }
+                }
+            }
+            Some(_) => {
+                self.stale = true;
+                pool::give(g);
+            }
+            None if t.0.requires_grad.get() => t.accumulate_grad(g),
+            None => pool::give(g),
+        }
+    }
+}
+
+/// Reverse mode from `root`, seeded with `seed` (same length as `root`).
+pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
+    let id = match root.0.node.get() {
+        None if root.0.requires_grad.get() => {
+            root.accumulate_grad(seed);
+            return Ok(());
+        }
+        None => {
+            return Err(TensorError::Backward(
+                "the tensor does not require grad and has no recorded history \
+                 (was it computed inside no_grad, or from inputs that do not require grad?)"
+                    .into(),
+            ))
+        }
+        Some(id) => id,
+    };
+    let (nodes, generation) = TAPE.with(|t| {
+        let mut tape = t.borrow_mut();
+        let generation = tape.generation;
+        if id.generation != generation || id.index as usize >= tape.nodes.len() {
+            return Err(TensorError::Backward(
+                "trying to backward through the graph a second time: its record was released \
+                 by an earlier backward; run the forward pass again"
+                    .into(),
+            ));
+        }
+        tape.generation = generation.wrapping_add(1);
+        Ok((std::mem::take(&mut tape.nodes), generation))
+    })?;
+
+    let last = id.index as usize;
+    let mut grads = Grads {
+        slots: (0..=last).map(|_| None).collect(),
+        generation,
+        stale: false,
+    };
+    grads.slots[last] = Some(seed);
+    {
+        // Backward rules may call tensor ops; they must not record.
+        let _guard = no_grad_guard();
+        for (index, op) in nodes[..=last].iter().enumerate().rev() {
+            let Some(g) = grads.slots[index].take() else {
+                continue;
+            };
+            match op {
+                Op::Unary(r) => r.backward(&g, &mut grads),
+                Op::Binary(r) => r.backward(&g, &mut grads),
+                Op::Linalg(r) => r.backward(&g, &mut grads),
+                Op::Reduce(r) => r.backward(&g, &mut grads),
+                Op::Movement(r) => r.backward(&g, &mut grads),
+            }
+            pool::give(g);
+        }
+    }
+    let stale = grads.stale;
+    // Dropping the record hands its saved buffers back to the pool; the empty arena
+    // goes back to the tape so its capacity is reused by the next step.
+    let mut nodes = nodes;
+    nodes.clear();
+    TAPE.with(|t| {
+        let mut tape = t.borrow_mut();
+        if tape.nodes.is_empty() {
+            tape.nodes = nodes;
+        }
+    });
+    if stale {
+        return Err(TensorError::Backward(
+            "part of the graph runs through a tensor whose record was released by an earlier \
+             backward; gradients that reached it were dropped"
+                .into(),
+        ));
+    }
+    Ok(())
+}
