@@ -6,8 +6,6 @@
 
 use std::fmt;
 
-use crate::shape::Shape;
-
 /// What went wrong in a tensor operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TensorError {
@@ -16,10 +14,10 @@ pub enum TensorError {
         /// The op that refused, e.g. `"matmul"`.
         op: &'static str,
         /// The left operand's shape.
-        lhs: Shape,
+        lhs: Vec<usize>,
         /// The right operand's shape.
-        rhs: Shape,
-        /// What the op needed, in words.
+        rhs: Vec<usize>,
+        /// The complaint, with `{}` where the two shapes go, e.g. `"cannot multiply {} by {}"`.
         detail: &'static str,
     },
     /// A data buffer whose length does not match the shape it was given.
@@ -68,16 +66,29 @@ impl fmt::Display for TensorError {
                 lhs,
                 rhs,
                 detail,
-            } => write!(f, "{op}: {detail} {lhs:?} by {rhs:?}"),
+            } => {
+                let text = detail.replacen("{}", &format!("{lhs:?}"), 1).replacen(
+                    "{}",
+                    &format!("{rhs:?}"),
+                    1,
+                );
+                write!(f, "{op}: {text}")
+            }
             TensorError::LengthMismatch { op, expected, got } => write!(
                 f,
                 "{op}: shape needs {expected} elements but the data has {got}"
             ),
             TensorError::AxisOutOfRange { op, axis, rank } => {
-                write!(f, "{op}: axis {axis} is out of range for a tensor of rank {rank}")
+                write!(
+                    f,
+                    "{op}: axis {axis} is out of range for a tensor of rank {rank}"
+                )
             }
             TensorError::IndexOutOfRange { op, index, len } => {
-                write!(f, "{op}: index {index} is out of range for an axis of length {len}")
+                write!(
+                    f,
+                    "{op}: index {index} is out of range for an axis of length {len}"
+                )
             }
             TensorError::InvalidArgument { op, reason } => write!(f, "{op}: {reason}"),
             TensorError::Backward(reason) => write!(f, "backward: {reason}"),

@@ -31,7 +31,7 @@ pub use ops::unary::GeluApprox;
 pub use pool::pooled_bytes;
 pub use shape::Shape;
 pub use tape::{clear_tape, is_grad_enabled, no_grad, no_grad_guard, tape_len, NoGradGuard};
-pub use tensor::{live_tensors, Tensor};
+pub use tensor::{live_tensors, DataAndGrad, Tensor};
 
 /// The random-number crate the constructors take generators from, re-exported so that
 /// users seed the same version (`tapegrad_autograd::rand::rngs::StdRng`).

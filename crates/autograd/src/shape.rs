@@ -31,8 +31,16 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Shape> {
     let rank = a.len().max(b.len());
     let mut out: Shape = smallvec::smallvec![0; rank];
     for i in 0..rank {
-        let da = if i < rank - a.len() { 1 } else { a[i - (rank - a.len())] };
-        let db = if i < rank - b.len() { 1 } else { b[i - (rank - b.len())] };
+        let da = if i < rank - a.len() {
+            1
+        } else {
+            a[i - (rank - a.len())]
+        };
+        let db = if i < rank - b.len() {
+            1
+        } else {
+            b[i - (rank - b.len())]
+        };
         out[i] = match (da, db) {
             (x, y) if x == y => x,
             (1, y) => y,
@@ -109,7 +117,10 @@ mod tests {
     #[test]
     fn broadcasting_follows_numpy() {
         assert_eq!(broadcast_shapes(&[3, 4], &[4]).unwrap().as_slice(), &[3, 4]);
-        assert_eq!(broadcast_shapes(&[2, 3, 4], &[3, 1]).unwrap().as_slice(), &[2, 3, 4]);
+        assert_eq!(
+            broadcast_shapes(&[2, 3, 4], &[3, 1]).unwrap().as_slice(),
+            &[2, 3, 4]
+        );
         assert_eq!(broadcast_shapes(&[1], &[5, 1]).unwrap().as_slice(), &[5, 1]);
         assert_eq!(broadcast_shapes(&[], &[2]).unwrap().as_slice(), &[2]);
         assert!(broadcast_shapes(&[3, 4], &[3]).is_none());

@@ -11,7 +11,7 @@
 use std::cell::{Cell, RefCell};
 
 use crate::error::{Result, TensorError};
-use crate::ops::{linalg, movement, reduce, unary, binary};
+use crate::ops::{binary, linalg, movement, reduce, unary};
 use crate::pool;
 use crate::tensor::Tensor;
 

@@ -17,6 +17,9 @@ use crate::pool;
 use crate::shape::{numel, Shape};
 use crate::tape::{self, NodeId};
 
+/// A parameter's data and gradient, borrowed together (see [`Tensor::data_and_grad_mut`]).
+pub type DataAndGrad<'a> = (RefMut<'a, [f32]>, RefMut<'a, [f32]>);
+
 /// An n-dimensional f32 tensor; a cheap-to-clone handle to shared storage.
 #[derive(Clone)]
 pub struct Tensor(pub(crate) Rc<Inner>);
@@ -87,7 +90,10 @@ impl Tensor {
                 got: data.len(),
             });
         }
-        Ok(Tensor::from_parts(pool::copy_of(data), Shape::from_slice(shape)))
+        Ok(Tensor::from_parts(
+            pool::copy_of(data),
+            Shape::from_slice(shape),
+        ))
     }
 
     /// A tensor of `shape` with every element `value`.
@@ -118,11 +124,15 @@ impl Tensor {
         if step == 0.0 || !step.is_finite() || !start.is_finite() || !end.is_finite() {
             return Err(TensorError::InvalidArgument {
                 op: "arange",
-                reason: format!("needs finite bounds and a non-zero step, got {start}..{end} step {step}"),
+                reason: format!(
+                    "needs finite bounds and a non-zero step, got {start}..{end} step {step}"
+                ),
             });
         }
         let count = ((end - start) / step).ceil().max(0.0) as usize;
-        let data = (0..count).map(|i| start + i as f32 * step).collect::<Vec<_>>();
+        let data = (0..count)
+            .map(|i| start + i as f32 * step)
+            .collect::<Vec<_>>();
         Ok(Tensor::from_parts(data, Shape::from_slice(&[count])))
     }
 
@@ -138,6 +148,14 @@ impl Tensor {
 
     /// Samples from N(mean, std²) drawn from the caller's seeded generator.
     pub fn normal(shape: &[usize], mean: f32, std: f32, rng: &mut impl Rng) -> Result<Tensor> {
+        if !(std >= 0.0 && std.is_finite() && mean.is_finite()) {
+            return Err(TensorError::InvalidArgument {
+                op: "normal",
+                reason: format!(
+                    "needs a finite mean and a finite std >= 0, got mean {mean} std {std}"
+                ),
+            });
+        }
         let dist = Normal::new(mean, std).map_err(|e| TensorError::InvalidArgument {
             op: "normal",
             reason: format!("bad std {std}: {e}"),
@@ -248,7 +266,7 @@ impl Tensor {
 
     /// Mutably borrows the data and the gradient together, for an optimizer step;
     /// `None` when there is no gradient yet.
-    pub fn data_and_grad_mut(&self) -> Option<(RefMut<'_, [f32]>, RefMut<'_, [f32]>)> {
+    pub fn data_and_grad_mut(&self) -> Option<DataAndGrad<'_>> {
         let grad = self.grad_mut()?;
         Some((self.data_mut(), grad))
     }
@@ -261,9 +279,9 @@ impl Tensor {
             Some(g) => {
                 return Err(TensorError::ShapeMismatch {
                     op: "set_grad",
-                    lhs: self.0.shape.clone(),
-                    rhs: g.0.shape.clone(),
-                    detail: "gradient shape must equal the tensor's:",
+                    lhs: self.shape().to_vec(),
+                    rhs: g.shape().to_vec(),
+                    detail: "tensor {} cannot take a gradient of shape {}",
                 })
             }
         };
@@ -329,9 +347,9 @@ impl Tensor {
         if grad.shape() != self.shape() {
             return Err(TensorError::ShapeMismatch {
                 op: "backward_with",
-                lhs: self.0.shape.clone(),
-                rhs: grad.0.shape.clone(),
-                detail: "output gradient must have the output's shape:",
+                lhs: self.shape().to_vec(),
+                rhs: grad.shape().to_vec(),
+                detail: "output {} cannot take an output gradient of shape {}",
             });
         }
         tape::backward(self, pool::copy_of(&grad.data()))

@@ -7,7 +7,9 @@
 
 use crate::error::{or_panic, Result, TensorError};
 use crate::pool;
-use crate::shape::{broadcast_shapes, broadcast_strides, contiguous_strides, for_each_offset2, numel, Shape};
+use crate::shape::{
+    broadcast_shapes, broadcast_strides, contiguous_strides, for_each_offset2, numel, Shape,
+};
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
 
@@ -147,20 +149,29 @@ impl BinaryRecord {
 
 impl Tensor {
     fn binary(&self, rhs: &Tensor, op: BinaryOp) -> Result<Tensor> {
-        let out_shape =
-            broadcast_shapes(self.shape(), rhs.shape()).ok_or_else(|| TensorError::ShapeMismatch {
+        let out_shape = broadcast_shapes(self.shape(), rhs.shape()).ok_or_else(|| {
+            TensorError::ShapeMismatch {
                 op: op.name(),
-                lhs: self.0.shape.clone(),
-                rhs: rhs.0.shape.clone(),
-                detail: "cannot broadcast",
-            })?;
+                lhs: self.shape().to_vec(),
+                rhs: rhs.shape().to_vec(),
+                detail: "cannot broadcast {} with {}",
+            }
+        })?;
         let data = {
             let (a, b) = (self.data(), rhs.data());
             match op {
-                BinaryOp::Add => zip_broadcast(&a, self.shape(), &b, rhs.shape(), &out_shape, |x, y| x + y),
-                BinaryOp::Sub => zip_broadcast(&a, self.shape(), &b, rhs.shape(), &out_shape, |x, y| x - y),
-                BinaryOp::Mul => zip_broadcast(&a, self.shape(), &b, rhs.shape(), &out_shape, |x, y| x * y),
-                BinaryOp::Div => zip_broadcast(&a, self.shape(), &b, rhs.shape(), &out_shape, |x, y| x / y),
+                BinaryOp::Add => {
+                    zip_broadcast(&a, self.shape(), &b, rhs.shape(), &out_shape, |x, y| x + y)
+                }
+                BinaryOp::Sub => {
+                    zip_broadcast(&a, self.shape(), &b, rhs.shape(), &out_shape, |x, y| x - y)
+                }
+                BinaryOp::Mul => {
+                    zip_broadcast(&a, self.shape(), &b, rhs.shape(), &out_shape, |x, y| x * y)
+                }
+                BinaryOp::Div => {
+                    zip_broadcast(&a, self.shape(), &b, rhs.shape(), &out_shape, |x, y| x / y)
+                }
             }
         };
         let out = Tensor::from_parts(data, out_shape.clone());

@@ -26,7 +26,12 @@ pub fn set_num_threads(n: usize) {
 /// How many threads matrix products may use.
 pub fn num_threads() -> usize {
     match NUM_THREADS.load(Ordering::Relaxed) {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        0 => {
+            // Asking the OS reads cgroup files: do it once, not per product.
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            NUM_THREADS.store(n, Ordering::Relaxed);
+            n
+        }
         n => n,
     }
 }
@@ -47,11 +52,19 @@ pub(crate) struct MatRef<'a> {
 impl<'a> MatRef<'a> {
     /// A contiguous row-major matrix with `cols` columns.
     pub(crate) fn rows(data: &'a [f32], cols: usize) -> Self {
-        MatRef { data, row_stride: cols, col_stride: 1 }
+        MatRef {
+            data,
+            row_stride: cols,
+            col_stride: 1,
+        }
     }
     /// The transpose of a contiguous row-major matrix with `cols` columns.
     pub(crate) fn transposed(data: &'a [f32], cols: usize) -> Self {
-        MatRef { data, row_stride: 1, col_stride: cols }
+        MatRef {
+            data,
+            row_stride: 1,
+            col_stride: cols,
+        }
     }
     fn fits(&self, rows: usize, cols: usize) -> bool {
         rows == 0
@@ -62,8 +75,19 @@ impl<'a> MatRef<'a> {
 
 /// `dst[m×n] = a[m×k] · b[k×n]`, or `dst += a · b` when `accumulate`; `dst` is
 /// contiguous row-major.
-pub(crate) fn gemm_into(m: usize, n: usize, k: usize, a: MatRef, b: MatRef, dst: &mut [f32], accumulate: bool) {
-    assert!(dst.len() >= m * n && a.fits(m, k) && b.fits(k, n), "gemm_into: operand out of bounds");
+pub(crate) fn gemm_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef,
+    b: MatRef,
+    dst: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(
+        dst.len() >= m * n && a.fits(m, k) && b.fits(k, n),
+        "gemm_into: operand out of bounds"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -127,9 +151,9 @@ impl Dims {
 fn matmul_dims(a: &[usize], b: &[usize]) -> Result<(Dims, Shape)> {
     let mismatch = || TensorError::ShapeMismatch {
         op: "matmul",
-        lhs: Shape::from_slice(a),
-        rhs: Shape::from_slice(b),
-        detail: "cannot multiply",
+        lhs: a.to_vec(),
+        rhs: b.to_vec(),
+        detail: "cannot multiply {} by {}",
     };
     let (ba, m, k) = match *a {
         [m, k] => (1, m, k),
@@ -159,21 +183,49 @@ fn matmul_forward(d: Dims, a: &[f32], b: &[f32]) -> Vec<f32> {
     let mut out = pool::zeros(d.batch() * m * n);
     if d.bb == 1 {
         // A shared right operand: stack the batches of `a` into one tall matrix.
-        gemm_into(d.ba * m, n, k, MatRef::rows(a, k), MatRef::rows(b, n), &mut out, false);
+        gemm_into(
+            d.ba * m,
+            n,
+            k,
+            MatRef::rows(a, k),
+            MatRef::rows(b, n),
+            &mut out,
+            false,
+        );
         return out;
     }
     for (i, dst) in out.chunks_exact_mut(m * n).enumerate() {
-        let a_i = if d.ba == 1 { a } else { &a[i * m * k..(i + 1) * m * k] };
+        let a_i = if d.ba == 1 {
+            a
+        } else {
+            &a[i * m * k..(i + 1) * m * k]
+        };
         let b_i = &b[i * k * n..(i + 1) * k * n];
-        gemm_into(m, n, k, MatRef::rows(a_i, k), MatRef::rows(b_i, n), dst, false);
+        gemm_into(
+            m,
+            n,
+            k,
+            MatRef::rows(a_i, k),
+            MatRef::rows(b_i, n),
+            dst,
+            false,
+        );
     }
     out
 }
 
 /// What a product saves: its inputs (their values are the other side's gradient).
 pub(crate) enum LinalgRecord {
-    MatMul { lhs: Tensor, rhs: Tensor, dims: Dims },
-    Linear { input: Tensor, weight: Tensor, bias: Option<Tensor> },
+    MatMul {
+        lhs: Tensor,
+        rhs: Tensor,
+        dims: Dims,
+    },
+    Linear {
+        input: Tensor,
+        weight: Tensor,
+        bias: Option<Tensor>,
+    },
 }
 
 impl LinalgRecord {
@@ -188,10 +240,22 @@ impl LinalgRecord {
                     let mut da = pool::zeros(lhs.numel());
                     for i in 0..batch {
                         let g_i = &g[i * m * n..(i + 1) * m * n];
-                        let b_i = if dims.bb == 1 { &b[..] } else { &b[i * k * n..(i + 1) * k * n] };
+                        let b_i = if dims.bb == 1 {
+                            &b[..]
+                        } else {
+                            &b[i * k * n..(i + 1) * k * n]
+                        };
                         let off = if dims.ba == 1 { 0 } else { i * m * k };
                         let dst = &mut da[off..off + m * k];
-                        gemm_into(m, k, n, MatRef::rows(g_i, n), MatRef::transposed(b_i, n), dst, true);
+                        gemm_into(
+                            m,
+                            k,
+                            n,
+                            MatRef::rows(g_i, n),
+                            MatRef::transposed(b_i, n),
+                            dst,
+                            true,
+                        );
                     }
                     grads.add(lhs, da);
                 }
@@ -201,34 +265,74 @@ impl LinalgRecord {
                     let mut db = pool::zeros(rhs.numel());
                     if dims.bb == 1 && dims.ba == batch {
                         // One GEMM over the stacked batches: (B·m × k)ᵀ · (B·m × n).
-                        gemm_into(k, n, batch * m, MatRef::transposed(&a, k), MatRef::rows(g, n), &mut db, false);
+                        gemm_into(
+                            k,
+                            n,
+                            batch * m,
+                            MatRef::transposed(&a, k),
+                            MatRef::rows(g, n),
+                            &mut db,
+                            false,
+                        );
                     } else {
                         for i in 0..batch {
                             let g_i = &g[i * m * n..(i + 1) * m * n];
-                            let a_i = if dims.ba == 1 { &a[..] } else { &a[i * m * k..(i + 1) * m * k] };
+                            let a_i = if dims.ba == 1 {
+                                &a[..]
+                            } else {
+                                &a[i * m * k..(i + 1) * m * k]
+                            };
                             let off = if dims.bb == 1 { 0 } else { i * k * n };
                             let dst = &mut db[off..off + k * n];
-                            gemm_into(k, n, m, MatRef::transposed(a_i, k), MatRef::rows(g_i, n), dst, true);
+                            gemm_into(
+                                k,
+                                n,
+                                m,
+                                MatRef::transposed(a_i, k),
+                                MatRef::rows(g_i, n),
+                                dst,
+                                true,
+                            );
                         }
                     }
                     grads.add(rhs, db);
                 }
             }
-            LinalgRecord::Linear { input, weight, bias } => {
+            LinalgRecord::Linear {
+                input,
+                weight,
+                bias,
+            } => {
                 let (outf, inf) = (weight.shape()[0], weight.shape()[1]);
                 let rows = input.numel() / inf;
                 if grads.wants(input) {
                     // dX = G · W
                     let mut dx = pool::zeros(input.numel());
                     let w = weight.data();
-                    gemm_into(rows, inf, outf, MatRef::rows(g, outf), MatRef::rows(&w, inf), &mut dx, false);
+                    gemm_into(
+                        rows,
+                        inf,
+                        outf,
+                        MatRef::rows(g, outf),
+                        MatRef::rows(&w, inf),
+                        &mut dx,
+                        false,
+                    );
                     grads.add(input, dx);
                 }
                 if grads.wants(weight) {
                     // dW = Gᵀ · X
                     let mut dw = pool::zeros(weight.numel());
                     let x = input.data();
-                    gemm_into(outf, inf, rows, MatRef::transposed(g, outf), MatRef::rows(&x, inf), &mut dw, false);
+                    gemm_into(
+                        outf,
+                        inf,
+                        rows,
+                        MatRef::transposed(g, outf),
+                        MatRef::rows(&x, inf),
+                        &mut dw,
+                        false,
+                    );
                     grads.add(weight, dw);
                 }
                 if let Some(bias) = bias.as_ref().filter(|b| grads.wants(b)) {
@@ -253,7 +357,11 @@ impl Tensor {
         let data = matmul_forward(dims, &self.data(), &rhs.data());
         let out = Tensor::from_parts(data, shape);
         Ok(tape::record(out, &[self, rhs], || {
-            Op::Linalg(LinalgRecord::MatMul { lhs: self.clone(), rhs: rhs.clone(), dims })
+            Op::Linalg(LinalgRecord::MatMul {
+                lhs: self.clone(),
+                rhs: rhs.clone(),
+                dims,
+            })
         }))
     }
 
@@ -268,23 +376,27 @@ impl Tensor {
     pub fn try_linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let bad = |detail| TensorError::ShapeMismatch {
             op: "linear",
-            lhs: self.0.shape.clone(),
-            rhs: weight.0.shape.clone(),
+            lhs: self.shape().to_vec(),
+            rhs: weight.shape().to_vec(),
             detail,
         };
         let [outf, inf] = *weight.shape() else {
-            return Err(bad("weight must be [out, in]; cannot apply"));
+            return Err(bad(
+                "input {} cannot take weight {}: weight must be [out, in]",
+            ));
         };
         if self.rank() == 0 || self.shape()[self.rank() - 1] != inf {
-            return Err(bad("input's last axis must equal weight's in-features; cannot apply"));
+            return Err(bad(
+                "input {} does not fit weight {}: its last axis must equal in-features",
+            ));
         }
         if let Some(b) = bias {
             if b.shape() != [outf] {
                 return Err(TensorError::ShapeMismatch {
                     op: "linear",
-                    lhs: weight.0.shape.clone(),
-                    rhs: b.0.shape.clone(),
-                    detail: "bias must be [out] for weight",
+                    lhs: weight.shape().to_vec(),
+                    rhs: b.shape().to_vec(),
+                    detail: "weight {} needs a bias of shape [out], got {}",
                 });
             }
         }
@@ -355,8 +467,16 @@ mod tests {
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-            let ar = if ta { MatRef::transposed(&a, m) } else { MatRef::rows(&a, k) };
-            let br = if tb { MatRef::transposed(&b, k) } else { MatRef::rows(&b, n) };
+            let ar = if ta {
+                MatRef::transposed(&a, m)
+            } else {
+                MatRef::rows(&a, k)
+            };
+            let br = if tb {
+                MatRef::transposed(&b, k)
+            } else {
+                MatRef::rows(&b, n)
+            };
             let mut out = vec![1.0; m * n];
             gemm_into(m, n, k, ar, br, &mut out, true);
             let want = naive(m, n, k, ar, br);
@@ -371,6 +491,14 @@ mod tests {
     fn gemm_rejects_a_short_operand() {
         let a = vec![0.0; 5];
         let mut out = vec![0.0; 4];
-        gemm_into(2, 2, 3, MatRef::rows(&a, 3), MatRef::rows(&a, 2), &mut out, false);
+        gemm_into(
+            2,
+            2,
+            3,
+            MatRef::rows(&a, 3),
+            MatRef::rows(&a, 2),
+            &mut out,
+            false,
+        );
     }
 }

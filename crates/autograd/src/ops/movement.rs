@@ -10,7 +10,9 @@ use crate::error::{or_panic, Result, TensorError};
 use crate::ops::binary::sum_to_shape;
 use crate::ops::reduce::{check_axis, AxisView};
 use crate::pool;
-use crate::shape::{broadcast_shapes, broadcast_strides, contiguous_strides, for_each_offset2, numel, Shape};
+use crate::shape::{
+    broadcast_shapes, broadcast_strides, contiguous_strides, for_each_offset2, numel, Shape,
+};
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
 
@@ -32,24 +34,48 @@ fn transposed(shape: &[usize], a: usize, b: usize) -> (Shape, Shape) {
 }
 
 pub(crate) enum MovementRecord {
-    Reshape { input: Tensor },
-    Transpose { input: Tensor, out_shape: Shape, a: usize, b: usize },
-    BroadcastTo { input: Tensor, out_shape: Shape },
+    Reshape {
+        input: Tensor,
+    },
+    Transpose {
+        input: Tensor,
+        out_shape: Shape,
+        a: usize,
+        b: usize,
+    },
+    BroadcastTo {
+        input: Tensor,
+        out_shape: Shape,
+    },
     /// Output element `j` was read from input element `sources[j]`.
-    Select { input: Tensor, sources: Vec<usize> },
-    Concat { inputs: Vec<Tensor>, axis: usize },
+    Select {
+        input: Tensor,
+        sources: Vec<usize>,
+    },
+    Concat {
+        inputs: Vec<Tensor>,
+        axis: usize,
+    },
 }
 
 impl MovementRecord {
     pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
         match self {
             MovementRecord::Reshape { input } => grads.add(input, pool::copy_of(g)),
-            MovementRecord::Transpose { input, out_shape, a, b } => {
+            MovementRecord::Transpose {
+                input,
+                out_shape,
+                a,
+                b,
+            } => {
                 let (_, strides) = transposed(out_shape, *a, *b);
                 grads.add(input, strided_copy(g, input.shape(), &strides));
             }
             MovementRecord::BroadcastTo { input, out_shape } => {
-                grads.add(input, sum_to_shape(pool::copy_of(g), out_shape, input.shape()));
+                grads.add(
+                    input,
+                    sum_to_shape(pool::copy_of(g), out_shape, input.shape()),
+                );
             }
             MovementRecord::Select { input, sources } => {
                 let mut dx = pool::zeros(input.numel());
@@ -80,7 +106,12 @@ impl MovementRecord {
 }
 
 impl Tensor {
-    fn record_movement(&self, data: Vec<f32>, shape: Shape, make: impl FnOnce() -> MovementRecord) -> Tensor {
+    fn record_movement(
+        &self,
+        data: Vec<f32>,
+        shape: Shape,
+        make: impl FnOnce() -> MovementRecord,
+    ) -> Tensor {
         let out = Tensor::from_parts(data, shape);
         tape::record(out, &[self], || Op::Movement(make()))
     }
@@ -90,15 +121,17 @@ impl Tensor {
         if numel(shape) != self.numel() {
             return Err(TensorError::ShapeMismatch {
                 op: "reshape",
-                lhs: self.0.shape.clone(),
-                rhs: Shape::from_slice(shape),
-                detail: "element counts differ; cannot reshape",
+                lhs: self.shape().to_vec(),
+                rhs: shape.to_vec(),
+                detail: "cannot reshape {} to {}: element counts differ",
             });
         }
         let data = pool::copy_of(&self.data());
-        Ok(self.record_movement(data, Shape::from_slice(shape), || MovementRecord::Reshape {
-            input: self.clone(),
-        }))
+        Ok(
+            self.record_movement(data, Shape::from_slice(shape), || MovementRecord::Reshape {
+                input: self.clone(),
+            }),
+        )
     }
 
     /// Reshape; panics when the element counts differ.
@@ -110,7 +143,11 @@ impl Tensor {
     /// Inserts an axis of length 1 at position `axis` (0 ..= rank).
     pub fn try_unsqueeze(&self, axis: usize) -> Result<Tensor> {
         if axis > self.rank() {
-            return Err(TensorError::AxisOutOfRange { op: "unsqueeze", axis, rank: self.rank() });
+            return Err(TensorError::AxisOutOfRange {
+                op: "unsqueeze",
+                axis,
+                rank: self.rank(),
+            });
         }
         let mut shape = self.0.shape.clone();
         shape.insert(axis, 1);
@@ -146,12 +183,14 @@ impl Tensor {
         let (out_shape, strides) = transposed(self.shape(), a, b);
         let data = strided_copy(&self.data(), &out_shape, &strides);
         let saved = out_shape.clone();
-        Ok(self.record_movement(data, out_shape, || MovementRecord::Transpose {
-            input: self.clone(),
-            out_shape: saved,
-            a,
-            b,
-        }))
+        Ok(
+            self.record_movement(data, out_shape, || MovementRecord::Transpose {
+                input: self.clone(),
+                out_shape: saved,
+                a,
+                b,
+            }),
+        )
     }
 
     /// Swaps two axes; panics when one is out of range.
@@ -178,16 +217,18 @@ impl Tensor {
         if !fits {
             return Err(TensorError::ShapeMismatch {
                 op: "broadcast_to",
-                lhs: self.0.shape.clone(),
-                rhs: Shape::from_slice(shape),
-                detail: "cannot broadcast",
+                lhs: self.shape().to_vec(),
+                rhs: shape.to_vec(),
+                detail: "cannot broadcast {} to {}",
             });
         }
         let strides = broadcast_strides(self.shape(), shape);
         let data = strided_copy(&self.data(), shape, &strides);
-        Ok(self.record_movement(data, Shape::from_slice(shape), || MovementRecord::BroadcastTo {
-            input: self.clone(),
-            out_shape: Shape::from_slice(shape),
+        Ok(self.record_movement(data, Shape::from_slice(shape), || {
+            MovementRecord::BroadcastTo {
+                input: self.clone(),
+                out_shape: Shape::from_slice(shape),
+            }
         }))
     }
 
@@ -203,7 +244,11 @@ impl Tensor {
         check_axis("index_select", self.shape(), axis)?;
         let v = AxisView::new(self.shape(), axis);
         if let Some(&bad) = indices.iter().find(|&&i| i >= v.len()) {
-            return Err(TensorError::IndexOutOfRange { op: "index_select", index: bad, len: v.len() });
+            return Err(TensorError::IndexOutOfRange {
+                op: "index_select",
+                index: bad,
+                len: v.len(),
+            });
         }
         let mut sources = Vec::with_capacity(v.outer() * indices.len() * v.inner());
         for o in 0..v.outer() {
@@ -240,7 +285,11 @@ impl Tensor {
         let mut sources = Vec::with_capacity(indices.len());
         for (n, &i) in indices.iter().enumerate() {
             if i >= v.len() {
-                return Err(TensorError::IndexOutOfRange { op: "gather", index: i, len: v.len() });
+                return Err(TensorError::IndexOutOfRange {
+                    op: "gather",
+                    index: i,
+                    len: v.len(),
+                });
             }
             let (o, rest) = (n / (k * v.inner()), n % v.inner());
             sources.push((o * v.len() + i) * v.inner() + rest);
@@ -263,13 +312,19 @@ impl Tensor {
             out.extend(sources.iter().map(|&s| x[s]));
             out
         };
-        self.record_movement(data, shape, || MovementRecord::Select { input: self.clone(), sources })
+        self.record_movement(data, shape, || MovementRecord::Select {
+            input: self.clone(),
+            sources,
+        })
     }
 
     /// Joins tensors along `axis`; all other axes must match.
     pub fn try_concat(tensors: &[&Tensor], axis: usize) -> Result<Tensor> {
         let Some(first) = tensors.first() else {
-            return Err(TensorError::InvalidArgument { op: "concat", reason: "needs at least one tensor".into() });
+            return Err(TensorError::InvalidArgument {
+                op: "concat",
+                reason: "needs at least one tensor".into(),
+            });
         };
         check_axis("concat", first.shape(), axis)?;
         for t in &tensors[1..] {
@@ -279,9 +334,9 @@ impl Tensor {
             if !others_match {
                 return Err(TensorError::ShapeMismatch {
                     op: "concat",
-                    lhs: first.0.shape.clone(),
-                    rhs: t.0.shape.clone(),
-                    detail: "all axes but the concat axis must match; cannot join",
+                    lhs: first.shape().to_vec(),
+                    rhs: t.shape().to_vec(),
+                    detail: "cannot join {} and {}: all axes but the concat axis must match",
                 });
             }
         }

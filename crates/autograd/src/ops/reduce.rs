@@ -129,10 +129,25 @@ fn spread(g: &[f32], v: AxisView, scale: f32) -> Vec<f32> {
 
 pub(crate) enum ReduceRecord {
     /// Sum or mean (scale 1/len) along `view`'s axis; all elements is one line.
-    Sum { input: Tensor, view: AxisView, scale: f32 },
-    Max { input: Tensor, argmax: Vec<usize> },
-    Softmax { input: Tensor, output: Tensor, view: AxisView },
-    LogSoftmax { input: Tensor, output: Tensor, view: AxisView },
+    Sum {
+        input: Tensor,
+        view: AxisView,
+        scale: f32,
+    },
+    Max {
+        input: Tensor,
+        argmax: Vec<usize>,
+    },
+    Softmax {
+        input: Tensor,
+        output: Tensor,
+        view: AxisView,
+    },
+    LogSoftmax {
+        input: Tensor,
+        output: Tensor,
+        view: AxisView,
+    },
 }
 
 impl ReduceRecord {
@@ -146,7 +161,11 @@ impl ReduceRecord {
                 }
                 grads.add(input, dx);
             }
-            ReduceRecord::Softmax { input, output, view } => {
+            ReduceRecord::Softmax {
+                input,
+                output,
+                view,
+            } => {
                 // dx = y · (g − Σ g·y)
                 let y = output.data();
                 let mut dx = pool::zeros(y.len());
@@ -159,7 +178,11 @@ impl ReduceRecord {
                 });
                 grads.add(input, dx);
             }
-            ReduceRecord::LogSoftmax { input, output, view } => {
+            ReduceRecord::LogSoftmax {
+                input,
+                output,
+                view,
+            } => {
                 // dx = g − softmax · Σ g
                 let y = output.data();
                 let mut dx = pool::zeros(y.len());
@@ -180,14 +203,22 @@ impl Tensor {
     fn record_sum(&self, data: Vec<f32>, shape: Shape, view: AxisView, scale: f32) -> Tensor {
         let out = Tensor::from_parts(data, shape);
         tape::record(out, &[self], || {
-            Op::Reduce(ReduceRecord::Sum { input: self.clone(), view, scale })
+            Op::Reduce(ReduceRecord::Sum {
+                input: self.clone(),
+                view,
+                scale,
+            })
         })
     }
 
     /// Sum of all elements, as a zero-dimensional tensor.
     pub fn sum(&self) -> Tensor {
         let total = sum_slice(&self.data());
-        let view = AxisView { outer: 1, len: self.numel(), inner: 1 };
+        let view = AxisView {
+            outer: 1,
+            len: self.numel(),
+            inner: 1,
+        };
         self.record_sum(pool::copy_of(&[total]), Shape::new(), view, 1.0)
     }
 
@@ -195,7 +226,11 @@ impl Tensor {
     pub fn mean(&self) -> Tensor {
         let n = self.numel();
         let mean = sum_slice(&self.data()) / n as f32;
-        let view = AxisView { outer: 1, len: n, inner: 1 };
+        let view = AxisView {
+            outer: 1,
+            len: n,
+            inner: 1,
+        };
         self.record_sum(pool::copy_of(&[mean]), Shape::new(), view, 1.0 / n as f32)
     }
 
@@ -220,7 +255,12 @@ impl Tensor {
         let mut data = sum_along(&self.data(), view);
         let len = view.len as f32;
         data.iter_mut().for_each(|v| *v /= len);
-        Ok(self.record_sum(data, reduced_shape(self.shape(), axis, keepdim), view, 1.0 / len))
+        Ok(self.record_sum(
+            data,
+            reduced_shape(self.shape(), axis, keepdim),
+            view,
+            1.0 / len,
+        ))
     }
 
     /// Mean along `axis`; panics when the axis is out of range.
@@ -236,7 +276,10 @@ impl Tensor {
         if view.len == 0 {
             return Err(TensorError::InvalidArgument {
                 op: "max_axis",
-                reason: format!("cannot take the max of an empty axis of shape {:?}", self.shape()),
+                reason: format!(
+                    "cannot take the max of an empty axis of shape {:?}",
+                    self.shape()
+                ),
             });
         }
         let x = self.data();
@@ -266,7 +309,10 @@ impl Tensor {
         };
         let out = Tensor::from_parts(data, reduced_shape(self.shape(), axis, keepdim));
         Ok(tape::record(out, &[self], || {
-            Op::Reduce(ReduceRecord::Max { input: self.clone(), argmax })
+            Op::Reduce(ReduceRecord::Max {
+                input: self.clone(),
+                argmax,
+            })
         }))
     }
 
@@ -280,7 +326,10 @@ impl Tensor {
     pub fn try_argmax_axis(&self, axis: usize) -> Result<Vec<usize>> {
         let view = AxisView::new(self.shape(), axis.min(self.rank().saturating_sub(1)));
         let flat = self.argmax_flat(axis)?;
-        Ok(flat.into_iter().map(|i| (i / view.inner) % view.len).collect())
+        Ok(flat
+            .into_iter()
+            .map(|i| (i / view.inner) % view.len)
+            .collect())
     }
 
     /// Positions of the maxima along `axis`; panics when the axis is out of range.
@@ -315,9 +364,17 @@ impl Tensor {
         let saved = out.clone();
         Ok(tape::record(out, &[self], || {
             let record = if log {
-                ReduceRecord::LogSoftmax { input: self.clone(), output: saved, view }
+                ReduceRecord::LogSoftmax {
+                    input: self.clone(),
+                    output: saved,
+                    view,
+                }
             } else {
-                ReduceRecord::Softmax { input: self.clone(), output: saved, view }
+                ReduceRecord::Softmax {
+                    input: self.clone(),
+                    output: saved,
+                    view,
+                }
             };
             Op::Reduce(record)
         }))

@@ -74,9 +74,9 @@ impl UnaryOp {
             UnaryOp::Sigmoid => map(x, |v| 1.0 / (1.0 + (-v).exp())),
             UnaryOp::Tanh => map(x, f32::tanh),
             UnaryOp::LeakyRelu(slope) => map(x, |v| if v > 0.0 { v } else { v * slope }),
-            UnaryOp::Gelu(GeluApprox::None) => {
-                map(x, |v| 0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2)))
-            }
+            UnaryOp::Gelu(GeluApprox::None) => map(x, |v| {
+                0.5 * v * (1.0 + libm::erff(v * std::f32::consts::FRAC_1_SQRT_2))
+            }),
             UnaryOp::Gelu(GeluApprox::Tanh) => map(x, |v| {
                 0.5 * v * (1.0 + (GELU_BETA * (v + GELU_KAPPA * v * v * v)).tanh())
             }),
@@ -114,7 +114,12 @@ impl UnaryOp {
             UnaryOp::Clamp(lo, hi) => {
                 chain(g, x, y, |x, _| if x >= lo && x <= hi { 1.0 } else { 0.0 })
             }
-            UnaryOp::Pow(p) => chain(g, x, y, |x, _| if p == 0.0 { 0.0 } else { p * x.powf(p - 1.0) }),
+            UnaryOp::Pow(p) => chain(
+                g,
+                x,
+                y,
+                |x, _| if p == 0.0 { 0.0 } else { p * x.powf(p - 1.0) },
+            ),
             UnaryOp::AddScalar(_) => chain(g, x, y, |_, _| 1.0),
             UnaryOp::MulScalar(s) => chain(g, x, y, |_, _| s),
             UnaryOp::DivScalar(s) => chain(g, x, y, |_, _| 1.0 / s),
