@@ -26,6 +26,7 @@ mod tensor;
 
 pub use error::{Result, TensorError};
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckReport};
+pub use ops::custom::{custom_op, BackwardFn};
 pub use ops::linalg::{num_threads, set_num_threads};
 pub use ops::unary::GeluApprox;
 pub use pool::pooled_bytes;

@@ -11,7 +11,7 @@
 use std::cell::{Cell, RefCell};
 
 use crate::error::{Result, TensorError};
-use crate::ops::{binary, linalg, movement, reduce, unary};
+use crate::ops::{binary, custom, linalg, movement, reduce, unary};
 use crate::pool;
 use crate::tensor::Tensor;
 
@@ -29,6 +29,7 @@ pub(crate) enum Op {
     Linalg(linalg::LinalgRecord),
     Reduce(reduce::ReduceRecord),
     Movement(movement::MovementRecord),
+    Custom(custom::CustomRecord),
 }
 
 struct Tape {
@@ -199,6 +200,7 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
                 Op::Linalg(r) => r.backward(&g, &mut grads),
                 Op::Reduce(r) => r.backward(&g, &mut grads),
                 Op::Movement(r) => r.backward(&g, &mut grads),
+                Op::Custom(r) => r.backward(&g, &mut grads),
             }
             pool::give(g);
         }

@@ -261,3 +261,26 @@ fn gradcheck_catches_a_wrong_gradient() {
     let right = gradcheck(|x| (&x[0] * &x[0]).sum(), &[a]).unwrap();
     assert!(right.passes(TOL), "{right:?}");
 }
+
+#[test]
+fn a_custom_op_joins_the_tape() {
+    use tapegrad_autograd::custom_op;
+    // y = x² written as a custom op, then used inside a larger expression.
+    let square = |x: &Tensor| {
+        let data: Vec<f32> = x.data().iter().map(|v| v * v).collect();
+        let saved = x.detach();
+        custom_op("square", &[x], data, x.shape(), move |g| {
+            vec![Some(
+                g.iter()
+                    .zip(saved.data().iter())
+                    .map(|(g, x)| 2.0 * x * g)
+                    .collect(),
+            )]
+        })
+        .unwrap()
+    };
+    check("custom square", vec![rand_t(&[3, 2], 42)], |x| {
+        square(&x[0]).exp()
+    });
+    assert!(custom_op("bad", &[], vec![1.0], &[2], |_| vec![]).is_err());
+}

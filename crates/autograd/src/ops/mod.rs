@@ -2,6 +2,7 @@
 //! forward, and `tape::backward` dispatches to the family's `backward` by one `match`.
 
 pub(crate) mod binary;
+pub(crate) mod custom;
 pub(crate) mod linalg;
 pub(crate) mod movement;
 pub(crate) mod operators;
