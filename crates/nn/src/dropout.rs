@@ -1,0 +1,66 @@
+//! `Dropout`: zeroes each element with probability p during training and scales the
+//! rest by 1/(1 − p), so evaluation needs no rescaling. Draws come from the layer's own
+//! seeded generator, so runs repeat exactly.
+
+use std::cell::RefCell;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tapegrad_autograd::{Result, Tensor, TensorError};
+
+use crate::Module;
+
+/// Inverted dropout, active only in training mode (the default, as in PyTorch).
+pub struct Dropout {
+    p: f32,
+    training: bool,
+    rng: RefCell<StdRng>,
+}
+
+impl Dropout {
+    /// Drops with probability `p` ∈ [0, 1], drawing masks from a generator seeded by `seed`.
+    pub fn new(p: f32, seed: u64) -> Result<Dropout> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(TensorError::InvalidArgument {
+                op: "Dropout",
+                reason: format!("dropout probability has to be between 0 and 1, but got {p}"),
+            });
+        }
+        Ok(Dropout {
+            p,
+            training: true,
+            rng: RefCell::new(StdRng::seed_from_u64(seed)),
+        })
+    }
+
+    /// The drop probability.
+    pub fn p(&self) -> f32 {
+        self.p
+    }
+}
+
+impl Module for Dropout {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        if !self.training || self.p == 0.0 {
+            return x.clone();
+        }
+        let keep = 1.0 - self.p;
+        let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
+        let mut rng = self.rng.borrow_mut();
+        let mask: Vec<f32> = (0..x.numel())
+            .map(|_| {
+                if rng.random::<f32>() < keep {
+                    scale
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, x.shape()).expect("mask has the input's shape");
+        x * &mask
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+}

@@ -1,0 +1,90 @@
+//! `LayerNorm` over the last axis: (x − mean) / √(var + ε) · γ + β, with the biased
+//! variance, as `torch.nn.LayerNorm(normalized_shape=[d])`. Composed of differentiable
+//! ops, so its gradient comes from theirs.
+
+use tapegrad_autograd::{Result, Tensor, TensorError};
+
+use crate::Module;
+
+/// Layer normalisation over the last axis of width `d`.
+pub struct LayerNorm {
+    /// γ, `[d]`, initialised to ones (absent without elementwise affine).
+    pub weight: Option<Tensor>,
+    /// β, `[d]`, initialised to zeros.
+    pub bias: Option<Tensor>,
+    /// Added to the variance (PyTorch's default: 1e-5).
+    pub eps: f32,
+    width: usize,
+}
+
+impl LayerNorm {
+    /// Normalises the last axis of width `d`, with a learnable γ and β.
+    pub fn new(d: usize) -> LayerNorm {
+        LayerNorm::with_options(d, 1e-5, true)
+    }
+
+    /// Full control: `eps`, and whether γ and β exist.
+    pub fn with_options(d: usize, eps: f32, elementwise_affine: bool) -> LayerNorm {
+        let (weight, bias) = if elementwise_affine {
+            (
+                Some(Tensor::ones(&[d]).with_requires_grad(true)),
+                Some(Tensor::zeros(&[d]).with_requires_grad(true)),
+            )
+        } else {
+            (None, None)
+        };
+        LayerNorm {
+            weight,
+            bias,
+            eps,
+            width: d,
+        }
+    }
+
+    /// The normalisation, or an error when the last axis is not `d` wide.
+    pub fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
+        let rank = x.rank();
+        if rank == 0 || x.shape()[rank - 1] != self.width {
+            return Err(TensorError::InvalidArgument {
+                op: "LayerNorm",
+                reason: format!(
+                    "expected the last axis to be {}, got input of shape {:?}",
+                    self.width,
+                    x.shape()
+                ),
+            });
+        }
+        let axis = rank - 1;
+        let centered = x - &x.mean_axis(axis, true);
+        let var = centered.pow(2.0).mean_axis(axis, true);
+        let mut y = &centered / &(&var + self.eps).sqrt();
+        if let Some(w) = &self.weight {
+            y = &y * w;
+        }
+        if let Some(b) = &self.bias {
+            y = &y + b;
+        }
+        Ok(y)
+    }
+}
+
+impl Module for LayerNorm {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        match self.try_forward(x) {
+            Ok(y) => y,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut params = Vec::new();
+        if let Some(w) = &self.weight {
+            params.push(("weight".to_string(), w.clone()));
+        }
+        if let Some(b) = &self.bias {
+            params.push(("bias".to_string(), b.clone()));
+        }
+        params
+    }
+}
