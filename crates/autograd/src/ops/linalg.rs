@@ -66,6 +66,29 @@ impl<'a> MatRef<'a> {
             col_stride: cols,
         }
     }
+    /// The same matrix viewed transposed (no copy).
+    fn transpose(self) -> Self {
+        MatRef {
+            data: self.data,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    /// The `rows × cols` matrix as contiguous row-major data, copying only if needed.
+    fn packed(self, rows: usize, cols: usize) -> Packed<'a> {
+        let contiguous =
+            (self.col_stride == 1 || cols == 1) && (self.row_stride == cols || rows == 1);
+        if contiguous {
+            return Packed::Borrowed(&self.data[..rows * cols]);
+        }
+        let mut out = pool::take(rows * cols);
+        for i in 0..rows {
+            out.extend((0..cols).map(|j| self.data[i * self.row_stride + j * self.col_stride]));
+        }
+        Packed::Owned(out)
+    }
+
     fn fits(&self, rows: usize, cols: usize) -> bool {
         rows == 0
             || cols == 0
@@ -95,6 +118,10 @@ pub(crate) fn gemm_into(
         if !accumulate {
             dst[..m * n].fill(0.0);
         }
+        return;
+    }
+    if m * n * k <= SMALL_PRODUCT {
+        small_gemm(n, k, a, b, &mut dst[..m * n], accumulate);
         return;
     }
     let threads = num_threads();
@@ -129,6 +156,114 @@ pub(crate) fn gemm_into(
             false,
             parallelism,
         );
+    }
+}
+
+/// Products up to this many multiply-adds skip the GEMM crate, whose per-call packing
+/// buffers (allocated and zeroed on every call) cost more than the arithmetic for the
+/// tiny matrices of small networks (measured on the seed network's training step).
+const SMALL_PRODUCT: usize = 16 * 1024;
+
+/// Tiny products, with the loop order chosen so the innermost loop runs over the
+/// longest dimension on contiguous data:
+/// - k the longest: one vectorised dot product per output, over packed rows of `a` and
+///   packed columns of `b`;
+/// - otherwise row updates `c[i,:] += a[i,p]·b[p,:]` over n, or over m on the
+///   transposed problem `cᵀ = bᵀ·aᵀ` when m is longer (a batch of 64 rows times a
+///   5-wide layer updates rows of 64, not of 5).
+///
+/// Operands are copied (from the pool) only when their strides are not already the
+/// layout needed. Each output sums over p in a fixed order, whatever the thread count.
+fn small_gemm(n: usize, k: usize, a: MatRef, b: MatRef, dst: &mut [f32], accumulate: bool) {
+    let m = dst.len() / n;
+    if k >= m.max(n) {
+        let a_rows = a.packed(m, k);
+        let b_cols = b.transpose().packed(n, k);
+        for (i, row) in dst.chunks_exact_mut(n).enumerate() {
+            let a_row = &a_rows[i * k..(i + 1) * k];
+            for (j, d) in row.iter_mut().enumerate() {
+                let v = dot(a_row, &b_cols[j * k..(j + 1) * k]);
+                *d = if accumulate { *d + v } else { v };
+            }
+        }
+        a_rows.recycle();
+        b_cols.recycle();
+    } else if n >= m {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        let b_rows = b.packed(k, n);
+        row_updates(a, &b_rows, n, dst);
+        b_rows.recycle();
+    } else {
+        let mut dst_t = pool::zeros(n * m);
+        let a_cols = a.transpose().packed(k, m);
+        row_updates(b.transpose(), &a_cols, m, &mut dst_t);
+        a_cols.recycle();
+        for (i, row) in dst.chunks_exact_mut(n).enumerate() {
+            for (j, d) in row.iter_mut().enumerate() {
+                let v = dst_t[j * m + i];
+                *d = if accumulate { *d + v } else { v };
+            }
+        }
+        pool::give(dst_t);
+    }
+}
+
+/// `c[i,:] += a[i,p]·b[p,:]` for a contiguous row-major `b` of width `width`.
+fn row_updates(a: MatRef, b_rows: &[f32], width: usize, c: &mut [f32]) {
+    let k = b_rows.len() / width;
+    for (i, row) in c.chunks_exact_mut(width).enumerate() {
+        for (p, b_row) in b_rows.chunks_exact(width).enumerate().take(k) {
+            let scale = a.data[i * a.row_stride + p * a.col_stride];
+            for (d, &v) in row.iter_mut().zip(b_row) {
+                *d += scale * v;
+            }
+        }
+    }
+}
+
+/// Σ aᵢbᵢ with eight interleaved partial sums (vectorises; fixed order).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
+        + tail
+}
+
+/// A row-major copy of a matrix, or the original slice when it already is one.
+enum Packed<'a> {
+    Borrowed(&'a [f32]),
+    Owned(Vec<f32>),
+}
+
+impl std::ops::Deref for Packed<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            Packed::Borrowed(s) => s,
+            Packed::Owned(v) => v,
+        }
+    }
+}
+
+impl Packed<'_> {
+    fn recycle(self) {
+        if let Packed::Owned(v) = self {
+            pool::give(v);
+        }
     }
 }
 
@@ -463,7 +598,13 @@ mod tests {
 
     #[test]
     fn strided_gemm_matches_the_triple_loop() {
-        let (m, n, k) = (37, 29, 41);
+        // 37·29·41 goes through the GEMM crate, the others through each small-product form.
+        for (m, n, k) in [(37, 29, 41), (7, 5, 9), (3, 9, 5), (9, 3, 5), (40, 1, 3)] {
+            check_layouts(m, n, k);
+        }
+    }
+
+    fn check_layouts(m: usize, n: usize, k: usize) {
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
         for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
@@ -483,6 +624,8 @@ mod tests {
             for (o, w) in out.iter().zip(&want) {
                 assert_eq!(*o, w + 1.0);
             }
+            gemm_into(m, n, k, ar, br, &mut out, false);
+            assert_eq!(out, want);
         }
     }
 
