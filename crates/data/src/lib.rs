@@ -1,0 +1,19 @@
+//! Feeding data to a training loop: a CSV reader for numeric tables, an in-memory
+//! tensor data set, a seeded train/test split and a mini-batch loader, like
+//! `torch.utils.data`'s `TensorDataset`, `random_split` and `DataLoader`.
+//!
+//! It is its own crate (on `autograd` alone) so a program that only loads data, or
+//! brings its own model code, need not pull in `nn` or `optim`; the facade re-exports it.
+//! Every random choice comes from a seed the caller gives, and the loader's position is
+//! a small serialisable [`LoaderState`], so a checkpointed run resumes with exactly the
+//! batches it would have seen.
+
+mod csv;
+mod dataset;
+mod error;
+mod loader;
+
+pub use csv::{read_csv, Table};
+pub use dataset::{train_test_split, Standardizer, TensorDataset};
+pub use error::DataError;
+pub use loader::{Batch, DataLoader, Epoch, LoaderState};

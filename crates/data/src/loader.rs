@@ -1,0 +1,177 @@
+//! The mini-batch loader: batches of a data set in order or reshuffled every epoch.
+//!
+//! The shuffle of epoch `e` is drawn from a generator seeded by `(seed, e)`, so the
+//! loader's whole random state is its [`LoaderState`] (seed, epoch, position in the
+//! epoch): saving it in a checkpoint and loading it resumes the exact batch sequence.
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use tapegrad_autograd::Tensor;
+
+use crate::dataset::{class_indices, TensorDataset};
+use crate::error::DataError;
+
+/// One mini-batch.
+#[derive(Clone, Debug)]
+pub struct Batch {
+    /// Features of the batch's samples.
+    pub x: Tensor,
+    /// Their targets.
+    pub y: Tensor,
+}
+
+impl Batch {
+    /// Targets as class indices, for cross-entropy.
+    pub fn class_targets(&self) -> Result<Vec<i64>, DataError> {
+        class_indices(&self.y)
+    }
+}
+
+/// Where a loader is: everything needed to continue its batch sequence exactly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoaderState {
+    /// The shuffle seed.
+    pub seed: u64,
+    /// Epochs completed.
+    pub epoch: u64,
+    /// Batches already served in the current epoch.
+    pub batch: u64,
+}
+
+/// Serves a data set in mini-batches (PyTorch's `DataLoader`, in-process).
+pub struct DataLoader {
+    dataset: TensorDataset,
+    batch_size: usize,
+    shuffle: bool,
+    drop_last: bool,
+    state: LoaderState,
+}
+
+impl DataLoader {
+    /// Batches of `batch_size` in data-set order; see [`DataLoader::shuffle`].
+    pub fn new(dataset: TensorDataset, batch_size: usize) -> Result<DataLoader, DataError> {
+        if batch_size == 0 {
+            return Err(DataError::InvalidArgument(
+                "batch_size must be at least 1".into(),
+            ));
+        }
+        Ok(DataLoader {
+            dataset,
+            batch_size,
+            shuffle: false,
+            drop_last: false,
+            state: LoaderState {
+                seed: 0,
+                epoch: 0,
+                batch: 0,
+            },
+        })
+    }
+
+    /// Reshuffles every epoch, from `seed`.
+    pub fn shuffle(mut self, seed: u64) -> DataLoader {
+        self.shuffle = true;
+        self.state.seed = seed;
+        self
+    }
+
+    /// Drops a last batch smaller than `batch_size`.
+    pub fn drop_last(mut self, drop_last: bool) -> DataLoader {
+        self.drop_last = drop_last;
+        self
+    }
+
+    /// Batches per epoch.
+    pub fn batches_per_epoch(&self) -> usize {
+        let n = self.dataset.len();
+        if self.drop_last {
+            n / self.batch_size
+        } else {
+            n.div_ceil(self.batch_size)
+        }
+    }
+
+    /// The data set served.
+    pub fn dataset(&self) -> &TensorDataset {
+        &self.dataset
+    }
+
+    /// The loader's position, for a checkpoint.
+    pub fn state(&self) -> LoaderState {
+        self.state
+    }
+
+    /// Continues from a saved position; the seed must be this loader's.
+    pub fn load_state(&mut self, state: LoaderState) -> Result<(), DataError> {
+        if self.shuffle && state.seed != self.state.seed {
+            return Err(DataError::InvalidArgument(format!(
+                "loader state was saved with shuffle seed {}, this loader uses {}",
+                state.seed, self.state.seed
+            )));
+        }
+        if state.batch as usize > self.batches_per_epoch() {
+            return Err(DataError::InvalidArgument(format!(
+                "loader state is at batch {} of an epoch that has {}",
+                state.batch,
+                self.batches_per_epoch()
+            )));
+        }
+        self.state = state;
+        Ok(())
+    }
+
+    /// The sample order of the current epoch.
+    fn order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
+        if self.shuffle {
+            // A fresh generator per epoch: the state to save is just the epoch number.
+            let epoch_seed = self.state.seed ^ self.state.epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            order.shuffle(&mut StdRng::seed_from_u64(epoch_seed));
+        }
+        order
+    }
+
+    /// The remaining batches of the current epoch; when they run out the loader moves
+    /// on to the next epoch.
+    pub fn epoch(&mut self) -> Epoch<'_> {
+        let order = self.order();
+        Epoch {
+            loader: self,
+            order,
+        }
+    }
+}
+
+/// Iterator over one epoch's batches (see [`DataLoader::epoch`]).
+pub struct Epoch<'a> {
+    loader: &'a mut DataLoader,
+    order: Vec<usize>,
+}
+
+impl Iterator for Epoch<'_> {
+    type Item = Batch;
+
+    fn next(&mut self) -> Option<Batch> {
+        let state = &mut self.loader.state;
+        let start = state.batch as usize * self.loader.batch_size;
+        let end = (start + self.loader.batch_size).min(self.order.len());
+        let short = end.saturating_sub(start) < self.loader.batch_size;
+        if start >= self.order.len() || (short && self.loader.drop_last) {
+            state.epoch += 1;
+            state.batch = 0;
+            return None;
+        }
+        state.batch += 1;
+        let part = self
+            .loader
+            .dataset
+            .subset(&self.order[start..end])
+            .expect("indices come from the data set's own range");
+        Some(Batch {
+            x: part.features,
+            y: part.targets,
+        })
+    }
+}
