@@ -1,0 +1,82 @@
+"""Runs the workload benchmarks in tapegrad and in PyTorch on this machine, one after
+the other, and prints one table: workload, threads, tapegrad time, PyTorch time, and the
+speed-up (PyTorch time / tapegrad time; above 1 means tapegrad is faster).
+
+Run by hand from the repository root (CI never runs it; it needs `pip install torch`):
+    python3 benches/compare/compare.py [--quick]
+tapegrad's times are criterion's median estimates (`cargo bench --bench workloads`, once
+with TAPEGRAD_THREADS=1 and once with 2); PyTorch's come from torch_workloads.py.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+WORKLOADS = ["w1_seed_step", "w2_mlp_adam_step", "gemm_256", "gemm_1024", "optimizer_step"]
+GEMM_N = {"gemm_256": 256, "gemm_1024": 1024}
+
+
+def tapegrad_times(threads, quick):
+    env = dict(os.environ, TAPEGRAD_THREADS=str(threads))
+    args = ["cargo", "bench", "--bench", "workloads", "--", "--noplot", "--save-baseline", f"threads{threads}"]
+    if quick:
+        args += ["--warm-up-time", "1", "--measurement-time", "2"]
+    subprocess.run(args, cwd=ROOT, env=env, check=True, stdout=sys.stderr)
+    times = {}
+    for w in WORKLOADS:
+        path = os.path.join(ROOT, "target", "criterion", w, f"threads{threads}", "estimates.json")
+        with open(path) as f:
+            times[w] = json.load(f)["median"]["point_estimate"] / 1000.0  # ns -> us
+    return times
+
+
+def torch_times():
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        subprocess.run([sys.executable, os.path.join(HERE, "torch_workloads.py"), "--json", out.name],
+                       check=True, stdout=sys.stderr)
+        data = json.load(open(out.name))
+    return data["torch_version"], {(r["workload"], r["threads"]): r["time_us"] for r in data["results"]}
+
+
+def cpu_name():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def fmt_time(us):
+    return f"{us / 1000:.3f} ms" if us >= 1000 else f"{us:.2f} µs"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="shorter criterion runs")
+    args = ap.parse_args()
+    ours = {t: tapegrad_times(t, args.quick) for t in (1, 2)}
+    version, theirs = torch_times()
+    print(f"{datetime.date.today()} · {cpu_name()} · {os.cpu_count()} cores · PyTorch {version}")
+    print()
+    print("| workload | threads | tapegrad | PyTorch | speed-up |")
+    print("| --- | --- | --- | --- | --- |")
+    for w in WORKLOADS:
+        for t in (1, 2):
+            a, b = ours[t][w], theirs[(w, t)]
+            cells = [fmt_time(a), fmt_time(b)]
+            if w in GEMM_N:
+                flops = 2 * GEMM_N[w] ** 3
+                cells = [f"{c} ({flops / (us * 1e3):.0f} GFLOP/s)" for c, us in zip(cells, (a, b))]
+            print(f"| {w} | {t} | {cells[0]} | {cells[1]} | {b / a:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

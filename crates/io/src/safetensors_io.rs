@@ -1,0 +1,73 @@
+//! PyTorch interop through safetensors: f32 tensors under PyTorch's state-dict names,
+//! so `model.load_state_dict(safetensors.torch.load_file(path))` reads what tapegrad
+//! wrote, and tapegrad reads what `safetensors.torch.save_file(model.state_dict(), path)`
+//! wrote.
+
+use std::path::Path;
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use tapegrad_nn::Module;
+
+use crate::atomic::{read_file, write_atomic};
+use crate::error::IoError;
+use crate::state_dict::{NamedTensor, StateDict};
+
+/// Encodes a state dict as safetensors bytes (f32, little-endian).
+pub fn to_safetensors(state: &StateDict) -> Result<Vec<u8>, IoError> {
+    let bytes: Vec<Vec<u8>> = state
+        .tensors
+        .iter()
+        .map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views = state
+        .tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            TensorView::new(Dtype::F32, t.shape.clone(), b)
+                .map(|view| (t.name.clone(), view))
+                .map_err(|e| IoError::Safetensors(format!("{}: {e}", t.name)))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    safetensors::serialize(views, None).map_err(|e| IoError::Safetensors(e.to_string()))
+}
+
+/// Decodes safetensors bytes; only f32 tensors are accepted.
+pub fn from_safetensors(bytes: &[u8]) -> Result<StateDict, IoError> {
+    let file = SafeTensors::deserialize(bytes).map_err(|e| IoError::Safetensors(e.to_string()))?;
+    let mut tensors = Vec::new();
+    for (name, view) in file.tensors() {
+        if view.dtype() != Dtype::F32 {
+            return Err(IoError::Safetensors(format!(
+                "{name}: dtype {:?}, only F32 is supported",
+                view.dtype()
+            )));
+        }
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        tensors.push(NamedTensor {
+            name,
+            shape: view.shape().to_vec(),
+            data,
+        });
+    }
+    // safetensors stores names sorted; keep a stable order for reproducible files.
+    tensors.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(StateDict { tensors })
+}
+
+/// Writes a model's parameters as a safetensors file (atomically).
+pub fn save_safetensors(model: &dyn Module, path: impl AsRef<Path>) -> Result<(), IoError> {
+    write_atomic(
+        path.as_ref(),
+        &to_safetensors(&StateDict::from_module(model))?,
+    )
+}
+
+/// Loads a safetensors file (e.g. written by PyTorch) into a model's parameters.
+pub fn load_safetensors(model: &dyn Module, path: impl AsRef<Path>) -> Result<(), IoError> {
+    from_safetensors(&read_file(path.as_ref())?)?.load_into(model)
+}

@@ -1,0 +1,112 @@
+//! A model's parameters by name (PyTorch's `state_dict`), and loading them back with
+//! every mismatch listed rather than the first one.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tapegrad_autograd::Tensor;
+use tapegrad_nn::Module;
+
+use crate::atomic::{read_file, write_atomic};
+use crate::error::IoError;
+use crate::format;
+
+/// One named parameter's values.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NamedTensor {
+    /// The state-dict name, e.g. `fc1.weight`.
+    pub name: String,
+    /// Its shape.
+    pub shape: Vec<usize>,
+    /// Its values, row-major.
+    pub data: Vec<f32>,
+}
+
+/// Named parameter values, in the model's parameter order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateDict {
+    /// The parameters.
+    pub tensors: Vec<NamedTensor>,
+}
+
+impl StateDict {
+    /// A copy of a model's parameters.
+    pub fn from_module(model: &dyn Module) -> StateDict {
+        let tensors = model
+            .named_parameters()
+            .into_iter()
+            .map(|(name, p)| NamedTensor {
+                name,
+                shape: p.shape().to_vec(),
+                data: p.to_vec(),
+            })
+            .collect();
+        StateDict { tensors }
+    }
+
+    /// Copies the values into `model`'s parameters in place (optimizers holding them see
+    /// the new values). Nothing is changed unless every name and shape fits; otherwise
+    /// the error lists each missing, unexpected or mis-shaped parameter.
+    pub fn load_into(&self, model: &dyn Module) -> Result<(), IoError> {
+        let params = model.named_parameters();
+        let mut problems = Vec::new();
+        for t in &self.tensors {
+            if t.data.len() != t.shape.iter().product::<usize>() {
+                problems.push(format!(
+                    "{}: {} values for shape {:?}",
+                    t.name,
+                    t.data.len(),
+                    t.shape
+                ));
+            }
+        }
+        for (name, p) in &params {
+            match self.tensors.iter().find(|t| &t.name == name) {
+                None => problems.push(format!("{name}: missing from the saved state")),
+                Some(t) if t.shape != p.shape() => problems.push(format!(
+                    "{name}: saved shape {:?}, model shape {:?}",
+                    t.shape,
+                    p.shape()
+                )),
+                Some(_) => {}
+            }
+        }
+        for t in &self.tensors {
+            if !params.iter().any(|(name, _)| name == &t.name) {
+                problems.push(format!("{}: not a parameter of the model", t.name));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(IoError::Mismatch(problems));
+        }
+        for (name, p) in &params {
+            let saved = self
+                .tensors
+                .iter()
+                .find(|t| &t.name == name)
+                .expect("checked above");
+            p.data_mut().copy_from_slice(&saved.data);
+        }
+        Ok(())
+    }
+
+    /// The tensor called `name`, as a new leaf.
+    pub fn get(&self, name: &str) -> Option<Tensor> {
+        let t = self.tensors.iter().find(|t| t.name == name)?;
+        Tensor::from_slice(&t.data, &t.shape).ok()
+    }
+}
+
+/// Saves a model's parameters to `path` (atomically, in tapegrad's checkpoint format).
+pub fn save_state_dict(model: &dyn Module, path: impl AsRef<Path>) -> Result<(), IoError> {
+    write_atomic(
+        path.as_ref(),
+        &format::encode(&StateDict::from_module(model))?,
+    )
+}
+
+/// Loads parameters saved by [`save_state_dict`] into `model`.
+pub fn load_state_dict(model: &dyn Module, path: impl AsRef<Path>) -> Result<(), IoError> {
+    let state: StateDict = format::decode(&read_file(path.as_ref())?)?;
+    state.load_into(model)
+}
