@@ -1,0 +1,236 @@
+//! Adam (`torch.optim.Adam`), and the update rule AdamW (in `adamw.rs`) shares: weight
+//! decay either added to the gradient (Adam's L2) or applied to the weights (AdamW).
+
+use serde::{Deserialize, Serialize};
+use tapegrad_autograd::Tensor;
+
+use crate::error::{invalid, non_negative, OptimError};
+use crate::kernels::{addcdiv, addcmul, lerp, maximum};
+use crate::state::{kind_mismatch, Buffer, Params};
+use crate::{Optimizer, OptimizerConfig, OptimizerState};
+
+pub(crate) const ADAM: &str = "Adam";
+const EXP_AVG: &str = "exp_avg";
+const EXP_AVG_SQ: &str = "exp_avg_sq";
+const MAX_EXP_AVG_SQ: &str = "max_exp_avg_sq";
+
+/// [`Adam`]'s hyper-parameters, named and defaulted as `torch.optim.Adam`'s.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    /// Learning rate η (default 1e-3).
+    pub lr: f64,
+    /// Decay rates (β₁, β₂) of the first and second moment averages (default (0.9, 0.999)).
+    pub betas: (f64, f64),
+    /// ε added to √v̂, outside the square root (default 1e-8).
+    pub eps: f64,
+    /// L2 penalty λ added to the gradient (default 0).
+    pub weight_decay: f64,
+    /// AMSGrad: normalise by the running maximum of v (default false).
+    pub amsgrad: bool,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: 0.0,
+            amsgrad: false,
+        }
+    }
+}
+
+/// `torch.optim.Adam`, per parameter and element, at step t:
+///
+/// ```text
+/// g ← ∇J + λθ                                  (if λ ≠ 0)
+/// m ← β₁m + (1 − β₁)g          v ← β₂v + (1 − β₂)g²
+/// v_max ← max(v_max, v)                         (amsgrad; v_max replaces v below)
+/// m̂ = m / (1 − β₁ᵗ)            v̂ = v / (1 − β₂ᵗ)
+/// θ ← θ − η·m̂ / (√v̂ + ε)
+/// ```
+///
+/// ε sits outside the square root; AMSGrad keeps the maximum of the uncorrected v.
+pub struct Adam {
+    core: Core,
+    config: AdamConfig,
+}
+
+impl Adam {
+    /// An optimizer over `params`, validating the hyper-parameters as PyTorch does.
+    pub fn new(params: Vec<Tensor>, config: AdamConfig) -> Result<Adam, OptimError> {
+        validate(&config)?;
+        Ok(Adam {
+            core: Core::new(params)?,
+            config,
+        })
+    }
+
+    /// The hyper-parameters in use.
+    pub fn config(&self) -> &AdamConfig {
+        &self.config
+    }
+}
+
+pub(crate) fn validate(c: &AdamConfig) -> Result<(), OptimError> {
+    non_negative("learning rate", c.lr)?;
+    non_negative("epsilon value", c.eps)?;
+    for (index, beta) in [c.betas.0, c.betas.1].into_iter().enumerate() {
+        if !(0.0..1.0).contains(&beta) {
+            return Err(invalid(format!(
+                "Invalid beta parameter at index {index}: {beta}"
+            )));
+        }
+    }
+    non_negative("weight_decay value", c.weight_decay)
+}
+
+/// Parameters and moment buffers, shared by Adam and AdamW.
+pub(crate) struct Core {
+    pub(crate) params: Params,
+    exp_avg: Buffer,
+    exp_avg_sq: Buffer,
+    max_exp_avg_sq: Buffer,
+}
+
+impl Core {
+    /// No moments yet: each parameter's are created at its first step.
+    pub(crate) fn new(params: Vec<Tensor>) -> Result<Core, OptimError> {
+        let params = Params::new(params)?;
+        Ok(Core {
+            exp_avg: params.empty_buffer(),
+            exp_avg_sq: params.empty_buffer(),
+            max_exp_avg_sq: params.empty_buffer(),
+            params,
+        })
+    }
+
+    /// One Adam(W) step, mirroring `_single_tensor_adam` operation by operation: bias
+    /// corrections and the step size in f64, then rounded once to f32 as PyTorch passes
+    /// Python floats to its f32 kernels.
+    pub(crate) fn step(&mut self, h: AdamConfig, decoupled: bool) {
+        let (beta1, beta2) = h.betas;
+        let avg_weight = (1.0 - beta1) as f32;
+        let (beta2_f, one_minus_beta2) = (beta2 as f32, (1.0 - beta2) as f32);
+        let (wd, eps) = (h.weight_decay as f32, h.eps as f32);
+        let decay = (1.0 - h.lr * h.weight_decay) as f32;
+        let (m_buf, v_buf, vmax_buf) = (
+            &mut self.exp_avg,
+            &mut self.exp_avg_sq,
+            &mut self.max_exp_avg_sq,
+        );
+        self.params.update(|i, step, theta, grad| {
+            let n = grad.len();
+            let m = m_buf[i].get_or_insert_with(|| vec![0.0; n]);
+            let v = v_buf[i].get_or_insert_with(|| vec![0.0; n]);
+            let v_max: &mut [f32] = if h.amsgrad {
+                vmax_buf[i].get_or_insert_with(|| vec![0.0; n])
+            } else {
+                &mut []
+            };
+            let t = step as f64;
+            let bias_correction1 = 1.0 - beta1.powf(t);
+            let bias_correction2_sqrt = (1.0 - beta2.powf(t)).sqrt() as f32;
+            let neg_step_size = (-(h.lr / bias_correction1)) as f32;
+            for j in 0..n {
+                let mut g = grad[j];
+                if h.weight_decay != 0.0 {
+                    if decoupled {
+                        theta[j] *= decay;
+                    } else {
+                        g = wd.mul_add(theta[j], g);
+                    }
+                }
+                m[j] = lerp(m[j], g, avg_weight);
+                v[j] = addcmul(v[j] * beta2_f, one_minus_beta2, g, g);
+                let second = match v_max.get_mut(j) {
+                    Some(vm) => {
+                        *vm = maximum(*vm, v[j]);
+                        *vm
+                    }
+                    None => v[j],
+                };
+                let denom = second.sqrt() / bias_correction2_sqrt + eps;
+                theta[j] = addcdiv(theta[j], neg_step_size, m[j], denom);
+            }
+        });
+    }
+
+    /// The buffers a configuration keeps, by their PyTorch state names.
+    fn names(amsgrad: bool) -> &'static [&'static str] {
+        if amsgrad {
+            &[EXP_AVG, EXP_AVG_SQ, MAX_EXP_AVG_SQ]
+        } else {
+            &[EXP_AVG, EXP_AVG_SQ]
+        }
+    }
+
+    /// The saved state: AMSGrad's running maximum only when it is in use.
+    pub(crate) fn export(
+        &self,
+        kind: &str,
+        config: OptimizerConfig,
+        amsgrad: bool,
+    ) -> OptimizerState {
+        let mut buffers = vec![(EXP_AVG, &self.exp_avg), (EXP_AVG_SQ, &self.exp_avg_sq)];
+        if amsgrad {
+            buffers.push((MAX_EXP_AVG_SQ, &self.max_exp_avg_sq));
+        }
+        self.params.export(kind, config, &buffers)
+    }
+
+    /// Adopts a state checked against the buffers `amsgrad` implies.
+    pub(crate) fn load(
+        &mut self,
+        kind: &str,
+        state: &OptimizerState,
+        amsgrad: bool,
+    ) -> Result<(), OptimError> {
+        self.params.load(kind, state, Core::names(amsgrad))?;
+        self.exp_avg = self.params.take(state, EXP_AVG);
+        self.exp_avg_sq = self.params.take(state, EXP_AVG_SQ);
+        self.max_exp_avg_sq = self.params.take(state, MAX_EXP_AVG_SQ);
+        Ok(())
+    }
+}
+
+impl Optimizer for Adam {
+    fn kind(&self) -> &'static str {
+        ADAM
+    }
+
+    fn params(&self) -> &[Tensor] {
+        &self.core.params.tensors
+    }
+
+    fn step(&mut self) {
+        self.core.step(self.config, false);
+    }
+
+    fn lr(&self) -> f64 {
+        self.config.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.config.lr = lr;
+    }
+
+    fn state(&self) -> OptimizerState {
+        self.core.export(
+            ADAM,
+            OptimizerConfig::Adam(self.config),
+            self.config.amsgrad,
+        )
+    }
+
+    fn load_state(&mut self, state: &OptimizerState) -> Result<(), OptimError> {
+        let OptimizerConfig::Adam(config) = &state.config else {
+            return Err(kind_mismatch(ADAM, state));
+        };
+        validate(config)?;
+        self.core.load(ADAM, state, config.amsgrad)?;
+        self.config = *config;
+        Ok(())
+    }
+}

@@ -1,0 +1,73 @@
+//! Gradient clipping (`torch.nn.utils.clip_grad_norm_` and `clip_grad_value_`): rescale or
+//! clamp the accumulated gradients in place between `backward` and `step`.
+
+use tapegrad_autograd::Tensor;
+
+/// Scales all gradients together so that their joint `norm_type`-norm is at most
+/// `max_norm`, and returns the norm they had before.
+///
+/// As in PyTorch, the norm is taken over each gradient's norm (as if all gradients were
+/// one vector), the factor is `min(max_norm / (total_norm + 1e-6), 1)` in f32, and every
+/// gradient is multiplied by it. Parameters without a gradient are ignored; with none at
+/// all the result is 0. `norm_type` may be any p-norm order, including
+/// `f32::INFINITY` (largest absolute value). A non-finite norm is not an error: the
+/// gradients become non-finite, as PyTorch's default `error_if_nonfinite=False` does.
+pub fn clip_grad_norm(params: &[Tensor], max_norm: f32, norm_type: f32) -> f32 {
+    let norms: Vec<f32> = params
+        .iter()
+        .filter_map(|p| {
+            p.grad_ref()
+                .map(|g| vector_norm(g.iter().copied(), norm_type))
+        })
+        .collect();
+    if norms.is_empty() {
+        return 0.0;
+    }
+    let total_norm = vector_norm(norms.into_iter(), norm_type);
+    let coef = max_norm / (total_norm + 1e-6);
+    // Written as a comparison so that a NaN factor passes through like torch.clamp's.
+    let coef = if coef > 1.0 { 1.0 } else { coef };
+    for p in params {
+        if let Some(mut grad) = p.grad_mut() {
+            grad.iter_mut().for_each(|g| *g *= coef);
+        }
+    }
+    total_norm
+}
+
+/// Clamps every gradient element into `[-clip_value, clip_value]` in place.
+///
+/// NaN stays NaN, as with `torch.clamp`; a negative `clip_value` sets every element
+/// to `clip_value`, which is what PyTorch's clamp does when min > max.
+pub fn clip_grad_value(params: &[Tensor], clip_value: f32) {
+    for p in params {
+        if let Some(mut grad) = p.grad_mut() {
+            for g in grad.iter_mut() {
+                if !g.is_nan() {
+                    *g = g.max(-clip_value).min(clip_value);
+                }
+            }
+        }
+    }
+}
+
+/// `torch.linalg.vector_norm(x, ord)`, accumulated in f64 and rounded once to f32.
+fn vector_norm(values: impl Iterator<Item = f32>, ord: f32) -> f32 {
+    let abs = values.map(|v| f64::from(v.abs()));
+    let norm = if ord == f32::INFINITY {
+        abs.fold(0.0, |m, v| if v > m || v.is_nan() { v } else { m })
+    } else if ord == f32::NEG_INFINITY {
+        abs.fold(
+            f64::INFINITY,
+            |m, v| if v < m || v.is_nan() { v } else { m },
+        )
+    } else if ord == 0.0 {
+        abs.filter(|&v| v != 0.0).count() as f64
+    } else if ord == 2.0 {
+        abs.map(|v| v * v).sum::<f64>().sqrt()
+    } else {
+        let p = f64::from(ord);
+        abs.map(|v| v.powf(p)).sum::<f64>().powf(1.0 / p)
+    };
+    norm as f32
+}

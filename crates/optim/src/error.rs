@@ -1,0 +1,94 @@
+//! The optimizer crate's error type and the hyper-parameter checks every constructor shares.
+
+use std::fmt;
+
+/// Why an optimizer or scheduler could not be built, or a saved state could not be loaded.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OptimError {
+    /// A hyper-parameter outside its valid range; the message names the value,
+    /// worded as PyTorch words it (e.g. "Invalid learning rate: -0.1").
+    InvalidHyperParameter(String),
+    /// An optimizer was given no parameters to optimize.
+    EmptyParameters,
+    /// A saved state belongs to another kind of optimizer.
+    KindMismatch {
+        /// The kind of the optimizer loading the state.
+        expected: String,
+        /// The kind recorded in the state.
+        found: String,
+    },
+    /// A saved state holds a different number of parameters than the optimizer.
+    ParamCountMismatch {
+        /// Parameters held by the optimizer.
+        expected: usize,
+        /// Entries in the state.
+        found: usize,
+    },
+    /// A saved state lacks a per-parameter buffer its configuration needs, or has one
+    /// it does not use.
+    BufferSet {
+        /// The buffer's name (e.g. `exp_avg`).
+        buffer: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A saved buffer's length differs from its parameter's number of elements.
+    BufferLength {
+        /// The buffer's name.
+        buffer: String,
+        /// Position of the parameter in the optimizer's list.
+        param: usize,
+        /// The parameter's number of elements.
+        expected: usize,
+        /// The buffer's length.
+        found: usize,
+    },
+}
+
+impl fmt::Display for OptimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptimError::InvalidHyperParameter(msg) => f.write_str(msg),
+            OptimError::EmptyParameters => f.write_str("optimizer got an empty parameter list"),
+            OptimError::KindMismatch { expected, found } => {
+                write!(
+                    f,
+                    "state is for an optimizer of kind {found}, this one is {expected}"
+                )
+            }
+            OptimError::ParamCountMismatch { expected, found } => write!(
+                f,
+                "state holds {found} parameters but the optimizer has {expected}"
+            ),
+            OptimError::BufferSet { buffer, reason } => {
+                write!(f, "state buffer `{buffer}`: {reason}")
+            }
+            OptimError::BufferLength {
+                buffer,
+                param,
+                expected,
+                found,
+            } => write!(
+                f,
+                "state buffer `{buffer}` for parameter {param} has {found} elements, \
+                 the parameter has {expected}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OptimError {}
+
+/// Fails unless `value >= 0` (NaN fails too), with PyTorch's message `Invalid {what}: {value}`.
+pub(crate) fn non_negative(what: &str, value: f64) -> Result<(), OptimError> {
+    if value >= 0.0 {
+        Ok(())
+    } else {
+        Err(invalid(format!("Invalid {what}: {value}")))
+    }
+}
+
+/// Shorthand for an [`OptimError::InvalidHyperParameter`].
+pub(crate) fn invalid(message: String) -> OptimError {
+    OptimError::InvalidHyperParameter(message)
+}

@@ -1,0 +1,167 @@
+//! Stochastic gradient descent with momentum, dampening, Nesterov momentum and L2 weight
+//! decay: `torch.optim.SGD`.
+
+use serde::{Deserialize, Serialize};
+use tapegrad_autograd::Tensor;
+
+use crate::error::{invalid, non_negative, OptimError};
+use crate::state::{kind_mismatch, Buffer, Params};
+use crate::{Optimizer, OptimizerConfig, OptimizerState};
+
+pub(crate) const KIND: &str = "SGD";
+const MOMENTUM_BUFFER: &str = "momentum_buffer";
+
+/// [`Sgd`]'s hyper-parameters, named and defaulted as `torch.optim.SGD`'s.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
+pub struct SgdConfig {
+    /// Learning rate η (default 1e-3).
+    pub lr: f64,
+    /// Momentum factor μ (default 0: no momentum buffer).
+    pub momentum: f64,
+    /// Dampening τ applied to the gradient entering the momentum buffer (default 0).
+    pub dampening: f64,
+    /// L2 penalty λ added to the gradient (default 0).
+    pub weight_decay: f64,
+    /// Nesterov momentum (default false; needs momentum > 0 and zero dampening).
+    pub nesterov: bool,
+}
+
+impl Default for SgdConfig {
+    fn default() -> Self {
+        SgdConfig {
+            lr: 1e-3,
+            momentum: 0.0,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+        }
+    }
+}
+
+/// `torch.optim.SGD`, per parameter and element:
+///
+/// ```text
+/// g ← ∇J + λθ                       (if λ ≠ 0)
+/// b ← g on the first step, else b ← μb + (1 − τ)g    (if μ ≠ 0)
+/// g ← g + μb if nesterov, else g ← b                  (if μ ≠ 0)
+/// θ ← θ − ηg
+/// ```
+///
+/// The first momentum buffer is the gradient itself, undampened, as in PyTorch.
+pub struct Sgd {
+    params: Params,
+    config: SgdConfig,
+    momentum_buffer: Buffer,
+}
+
+impl Sgd {
+    /// An optimizer over `params`, validating the hyper-parameters as PyTorch does.
+    pub fn new(params: Vec<Tensor>, config: SgdConfig) -> Result<Sgd, OptimError> {
+        validate(&config)?;
+        let params = Params::new(params)?;
+        let momentum_buffer = params.empty_buffer();
+        Ok(Sgd {
+            params,
+            config,
+            momentum_buffer,
+        })
+    }
+
+    /// The hyper-parameters in use.
+    pub fn config(&self) -> &SgdConfig {
+        &self.config
+    }
+}
+
+fn validate(config: &SgdConfig) -> Result<(), OptimError> {
+    non_negative("learning rate", config.lr)?;
+    non_negative("momentum value", config.momentum)?;
+    non_negative("weight_decay value", config.weight_decay)?;
+    if config.nesterov && (config.momentum <= 0.0 || config.dampening != 0.0) {
+        return Err(invalid(format!(
+            "Nesterov momentum requires a momentum and zero dampening \
+             (got momentum {}, dampening {})",
+            config.momentum, config.dampening
+        )));
+    }
+    Ok(())
+}
+
+fn buffer_names(config: &SgdConfig) -> &'static [&'static str] {
+    if config.momentum != 0.0 {
+        &[MOMENTUM_BUFFER]
+    } else {
+        &[]
+    }
+}
+
+impl Optimizer for Sgd {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn params(&self) -> &[Tensor] {
+        &self.params.tensors
+    }
+
+    /// Mirrors `_single_tensor_sgd`: scalars are rounded to f32 once, and each
+    /// `add(x, alpha=a)` is one fused multiply-add, as PyTorch's CPU kernel does it.
+    fn step(&mut self) {
+        let c = self.config;
+        let (wd, mu, nesterov) = (c.weight_decay as f32, c.momentum as f32, c.nesterov);
+        let one_minus_dampening = (1.0 - c.dampening) as f32;
+        let neg_lr = -c.lr as f32;
+        let buffers = &mut self.momentum_buffer;
+        self.params.update(|i, _, theta, grad| {
+            let slot = &mut buffers[i];
+            let fresh = slot.is_none();
+            // Without momentum there is no buffer, and `buf.get_mut(j)` is always None.
+            let buf: &mut [f32] = if c.momentum != 0.0 {
+                slot.get_or_insert_with(|| vec![0.0; grad.len()])
+            } else {
+                &mut []
+            };
+            for j in 0..theta.len() {
+                let mut g = grad[j];
+                if c.weight_decay != 0.0 {
+                    g = wd.mul_add(theta[j], g);
+                }
+                if let Some(b) = buf.get_mut(j) {
+                    *b = if fresh {
+                        g
+                    } else {
+                        one_minus_dampening.mul_add(g, *b * mu)
+                    };
+                    g = if nesterov { mu.mul_add(*b, g) } else { *b };
+                }
+                theta[j] = neg_lr.mul_add(g, theta[j]);
+            }
+        });
+    }
+
+    fn lr(&self) -> f64 {
+        self.config.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.config.lr = lr;
+    }
+
+    fn state(&self) -> OptimizerState {
+        let names = buffer_names(&self.config);
+        let buffers: Vec<_> = names.iter().map(|n| (*n, &self.momentum_buffer)).collect();
+        self.params
+            .export(KIND, OptimizerConfig::Sgd(self.config), &buffers)
+    }
+
+    fn load_state(&mut self, state: &OptimizerState) -> Result<(), OptimError> {
+        let OptimizerConfig::Sgd(config) = &state.config else {
+            return Err(kind_mismatch(KIND, state));
+        };
+        validate(config)?;
+        self.params.load(KIND, state, buffer_names(config))?;
+        self.momentum_buffer = self.params.take(state, MOMENTUM_BUFFER);
+        self.config = *config;
+        Ok(())
+    }
+}
