@@ -21,7 +21,10 @@ use tapegrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use tapegrad::Tensor;
 
 fn threads_from_env() {
-    if let Some(n) = std::env::var("TAPEGRAD_THREADS").ok().and_then(|v| v.parse().ok()) {
+    if let Some(n) = std::env::var("TAPEGRAD_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         set_num_threads(n);
     }
 }
@@ -35,7 +38,14 @@ fn w1_seed_step(c: &mut Criterion) {
     let x = Tensor::normal(&[64, 10], 0.0, 1.0, &mut rng).unwrap();
     let y = Tensor::normal(&[64, 1], 0.0, 1.0, &mut rng).unwrap();
     let criterion = MseLoss::new();
-    let mut optimizer = Sgd::new(net.parameters(), SgdConfig { lr: 0.01, ..Default::default() }).unwrap();
+    let mut optimizer = Sgd::new(
+        net.parameters(),
+        SgdConfig {
+            lr: 0.01,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     c.bench_function("w1_seed_step", |b| {
         b.iter(|| {
             optimizer.zero_grad();
@@ -57,7 +67,14 @@ fn w2_mlp_adam_step(c: &mut Criterion) {
     let x = Tensor::normal(&[128, 784], 0.0, 1.0, &mut rng).unwrap();
     let y: Vec<i64> = (0..128).map(|_| rng.random_range(0..10)).collect();
     let criterion = CrossEntropyLoss::new();
-    let mut optimizer = Adam::new(net.parameters(), AdamConfig { lr: 1e-3, ..Default::default() }).unwrap();
+    let mut optimizer = Adam::new(
+        net.parameters(),
+        AdamConfig {
+            lr: 1e-3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     c.bench_function("w2_mlp_adam_step", |b| {
         b.iter(|| {
             optimizer.zero_grad();
@@ -82,9 +99,21 @@ fn gemm(c: &mut Criterion) {
 
 fn optimizer_step(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(3);
-    let p = Tensor::normal(&[1_000_000], 0.0, 1.0, &mut rng).unwrap().with_requires_grad(true);
-    p.set_grad(Some(&Tensor::normal(&[1_000_000], 0.0, 1.0, &mut rng).unwrap())).unwrap();
-    let mut optimizer = Adam::new(vec![p], AdamConfig { lr: 1e-3, ..Default::default() }).unwrap();
+    let p = Tensor::normal(&[1_000_000], 0.0, 1.0, &mut rng)
+        .unwrap()
+        .with_requires_grad(true);
+    p.set_grad(Some(
+        &Tensor::normal(&[1_000_000], 0.0, 1.0, &mut rng).unwrap(),
+    ))
+    .unwrap();
+    let mut optimizer = Adam::new(
+        vec![p],
+        AdamConfig {
+            lr: 1e-3,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     c.bench_function("optimizer_step", |b| b.iter(|| optimizer.step()));
 }
 
