@@ -2,11 +2,12 @@
 //!
 //! This facade re-exports the workspace's crates: [`autograd`] (tensors and the tape),
 //! [`nn`] (layers), [`losses`], [`optim`] (optimizers, schedulers, clipping) and [`data`]
-//! (CSV, data sets, mini-batch loading).
+//! (CSV, data sets, mini-batch loading) and [`io`] (checkpoints, safetensors).
 
 pub use tapegrad_autograd as autograd;
 pub use tapegrad_autograd::{no_grad, Tensor, TensorError};
 pub use tapegrad_data as data;
+pub use tapegrad_io as io;
 pub use tapegrad_losses as losses;
 pub use tapegrad_nn as nn;
 pub use tapegrad_optim as optim;

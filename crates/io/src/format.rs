@@ -92,9 +92,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, IoError> {
     decode_payload(payload)
 }
 
-/// bincode with an allocation limit a small multiple of the payload: no claimed
-/// length can ask for more memory than a few times the file's own size.
-fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, IoError> {
+/// Decodes a bare payload (no envelope checks), with bincode's allocation limit a small
+/// multiple of the payload's size, so no claimed length can ask for more memory than
+/// a few times the file's own size. Public for the fuzz target, which must reach the
+/// decoder without first forging a checksum.
+pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, IoError> {
     use bincode::config::standard;
     let n = payload.len();
     let result = if n <= 1 << 16 {

@@ -359,3 +359,16 @@ fn errors_say_what_is_wrong() {
     assert!(ckpt.restore_optimizer(adam.optimizer.as_mut()).is_err());
     assert!(ckpt.restore_model(&big_model()).is_err());
 }
+
+#[test]
+fn write_fuzz_seed_corpus_when_asked() {
+    // `FUZZ_CORPUS=dir cargo test -p tapegrad-io --test checkpoint write_fuzz` writes a
+    // valid checkpoint's payload as a starting point for `cargo fuzz`.
+    let Ok(dir) = std::env::var("FUZZ_CORPUS") else { return };
+    let mut run = Run::new("adam", 2);
+    run.train_until(3);
+    let bytes = run.checkpoint().to_bytes().unwrap();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(Path::new(&dir).join("valid_payload"), &bytes[28..]).unwrap();
+    std::fs::write(Path::new(&dir).join("valid_file"), &bytes).unwrap();
+}

@@ -86,6 +86,50 @@ pub(crate) fn validate(c: &AdamConfig) -> Result<(), OptimError> {
     non_negative("weight_decay value", c.weight_decay)
 }
 
+/// The per-step constants of the elementwise update, already rounded to f32.
+struct Scalars {
+    avg_weight: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    wd: f32,
+    eps: f32,
+    bias_correction2_sqrt: f32,
+    neg_step_size: f32,
+}
+
+/// The elementwise Adam update of one parameter (after any decoupled decay), with the
+/// L2 term (`L2`) and the AMSGrad maximum (`AMS`) chosen at compile time.
+#[inline(always)]
+fn update_elements<const L2: bool, const AMS: bool>(
+    theta: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    v_max: &mut [f32],
+    k: &Scalars,
+) {
+    let n = theta.len();
+    // Equal lengths up front, so the loop carries no bounds checks.
+    let (grad, m, v) = (&grad[..n], &mut m[..n], &mut v[..n]);
+    let v_max = if AMS { &mut v_max[..n] } else { v_max };
+    for j in 0..n {
+        let mut g = grad[j];
+        if L2 {
+            g = k.wd.mul_add(theta[j], g);
+        }
+        m[j] = lerp(m[j], g, k.avg_weight);
+        v[j] = addcmul(v[j] * k.beta2, k.one_minus_beta2, g, g);
+        let second = if AMS {
+            v_max[j] = maximum(v_max[j], v[j]);
+            v_max[j]
+        } else {
+            v[j]
+        };
+        let denom = second.sqrt() / k.bias_correction2_sqrt + k.eps;
+        theta[j] = addcdiv(theta[j], k.neg_step_size, m[j], denom);
+    }
+}
+
 /// Parameters and moment buffers, shared by Adam and AdamW.
 pub(crate) struct Core {
     pub(crate) params: Params,
@@ -133,26 +177,25 @@ impl Core {
             let bias_correction1 = 1.0 - beta1.powf(t);
             let bias_correction2_sqrt = (1.0 - beta2.powf(t)).sqrt() as f32;
             let neg_step_size = (-(h.lr / bias_correction1)) as f32;
-            for j in 0..n {
-                let mut g = grad[j];
-                if h.weight_decay != 0.0 {
-                    if decoupled {
-                        theta[j] *= decay;
-                    } else {
-                        g = wd.mul_add(theta[j], g);
-                    }
-                }
-                m[j] = lerp(m[j], g, avg_weight);
-                v[j] = addcmul(v[j] * beta2_f, one_minus_beta2, g, g);
-                let second = match v_max.get_mut(j) {
-                    Some(vm) => {
-                        *vm = maximum(*vm, v[j]);
-                        *vm
-                    }
-                    None => v[j],
-                };
-                let denom = second.sqrt() / bias_correction2_sqrt + eps;
-                theta[j] = addcdiv(theta[j], neg_step_size, m[j], denom);
+            let k = Scalars {
+                avg_weight,
+                beta2: beta2_f,
+                one_minus_beta2,
+                wd,
+                eps,
+                bias_correction2_sqrt,
+                neg_step_size,
+            };
+            if h.weight_decay != 0.0 && decoupled {
+                theta.iter_mut().for_each(|t| *t *= decay);
+            }
+            // One loop per configuration, so no branch is left inside it to stop it
+            // vectorising.
+            match (h.weight_decay != 0.0 && !decoupled, h.amsgrad) {
+                (false, false) => update_elements::<false, false>(theta, grad, m, v, v_max, &k),
+                (true, false) => update_elements::<true, false>(theta, grad, m, v, v_max, &k),
+                (false, true) => update_elements::<false, true>(theta, grad, m, v, v_max, &k),
+                (true, true) => update_elements::<true, true>(theta, grad, m, v, v_max, &k),
             }
         });
     }

@@ -94,12 +94,15 @@ impl Params {
     /// skipped and keep their state, as in PyTorch. Recording is off throughout.
     pub(crate) fn update(&mut self, mut update: impl FnMut(usize, u64, &mut [f32], &[f32])) {
         no_grad(|| {
-            for (i, p) in self.tensors.iter().enumerate() {
-                if let Some((mut data, grad)) = p.data_and_grad_mut() {
-                    self.steps[i] += 1;
-                    update(i, self.steps[i], &mut data, &grad);
+            // The update rules are written with `mul_add`; see `with_fma` for why.
+            crate::kernels::with_fma(|| {
+                for (i, p) in self.tensors.iter().enumerate() {
+                    if let Some((mut data, grad)) = p.data_and_grad_mut() {
+                        self.steps[i] += 1;
+                        update(i, self.steps[i], &mut data, &grad);
+                    }
                 }
-            }
+            })
         });
     }
 

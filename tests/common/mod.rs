@@ -1,0 +1,73 @@
+//! The benchmark workloads, shared by the facade's integration tests.
+
+#![allow(dead_code)]
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tapegrad::losses::{CrossEntropyLoss, MseLoss};
+use tapegrad::nn::{Linear, Module, Relu, Sequential};
+use tapegrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+use tapegrad::Tensor;
+
+/// A model, its optimizer and one fixed batch; `step` runs one whole training step.
+pub struct Workload {
+    pub net: Sequential,
+    pub optimizer: Box<dyn Optimizer>,
+    x: Tensor,
+    y: Target,
+}
+
+enum Target {
+    Values(Tensor),
+    Classes(Vec<i64>),
+}
+
+impl Workload {
+    /// W1: Linear(10,5) → ReLU → Linear(5,1), MSE, Sgd lr 0.01, batch 64.
+    pub fn w1() -> Workload {
+        let mut rng = StdRng::seed_from_u64(0);
+        let net = mlp(&[10, 5, 1], &mut rng);
+        let optimizer = Box::new(Sgd::new(net.parameters(), SgdConfig { lr: 0.01, ..Default::default() }).unwrap());
+        let x = Tensor::normal(&[64, 10], 0.0, 1.0, &mut rng).unwrap();
+        let y = Target::Values(Tensor::normal(&[64, 1], 0.0, 1.0, &mut rng).unwrap());
+        Workload { net, optimizer, x, y }
+    }
+
+    /// W2: 784 → 512 → 512 → 10 with ReLU, cross-entropy, Adam lr 1e-3, batch 128.
+    pub fn w2() -> Workload {
+        let mut rng = StdRng::seed_from_u64(1);
+        let net = mlp(&[784, 512, 512, 10], &mut rng);
+        let optimizer = Box::new(Adam::new(net.parameters(), AdamConfig { lr: 1e-3, ..Default::default() }).unwrap());
+        let x = Tensor::normal(&[128, 784], 0.0, 1.0, &mut rng).unwrap();
+        let y = Target::Classes((0..128).map(|_| rng.random_range(0..10)).collect());
+        Workload { net, optimizer, x, y }
+    }
+
+    pub fn step(&mut self) -> f32 {
+        self.optimizer.zero_grad();
+        let out = self.net.forward(&self.x);
+        let loss = match &self.y {
+            Target::Values(y) => MseLoss::new().forward(&out, y),
+            Target::Classes(c) => CrossEntropyLoss::new().forward(&out, c),
+        };
+        loss.backward();
+        self.optimizer.step();
+        loss.item()
+    }
+
+    /// Every parameter's bits.
+    pub fn bits(&self) -> Vec<u32> {
+        self.net.parameters().iter().flat_map(|p| p.to_vec()).map(f32::to_bits).collect()
+    }
+}
+
+fn mlp(widths: &[usize], rng: &mut StdRng) -> Sequential {
+    let mut net = Sequential::new();
+    for (i, pair) in widths.windows(2).enumerate() {
+        if i > 0 {
+            net.push(Relu);
+        }
+        net.push(Linear::new(pair[0], pair[1], rng).unwrap());
+    }
+    net
+}
