@@ -27,7 +27,10 @@ struct Net {
 
 impl Net {
     fn new(rng: &mut StdRng) -> Result<Net, Box<dyn Error>> {
-        Ok(Net { fc1: Linear::new(10, 5, rng)?, fc2: Linear::new(5, 1, rng)? })
+        Ok(Net {
+            fc1: Linear::new(10, 5, rng)?,
+            fc2: Linear::new(5, 1, rng)?,
+        })
     }
 }
 
@@ -42,7 +45,12 @@ impl Module for Net {
 
 fn tensor(v: &Value) -> Result<Tensor, Box<dyn Error>> {
     let numbers = |key: &str| -> Result<Vec<f64>, Box<dyn Error>> {
-        v[key].as_array().ok_or("expected an array")?.iter().map(|x| x.as_f64().ok_or("expected a number".into())).collect()
+        v[key]
+            .as_array()
+            .ok_or("expected an array")?
+            .iter()
+            .map(|x| x.as_f64().ok_or("expected a number".into()))
+            .collect()
     };
     let shape: Vec<usize> = numbers("shape")?.into_iter().map(|d| d as usize).collect();
     let data: Vec<f32> = numbers("data")?.into_iter().map(|x| x as f32).collect();
@@ -55,19 +63,38 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     // 1. PyTorch → tapegrad.
     let from_torch = Net::new(&mut rng)?;
-    load_safetensors(&from_torch, format!("{root}/tests/fixtures/interop/net.safetensors"))?;
-    let io: Value = serde_json::from_str(&std::fs::read_to_string(format!("{root}/tests/fixtures/interop/net_io.json"))?)?;
+    load_safetensors(
+        &from_torch,
+        format!("{root}/tests/fixtures/interop/net.safetensors"),
+    )?;
+    let io: Value = serde_json::from_str(&std::fs::read_to_string(format!(
+        "{root}/tests/fixtures/interop/net_io.json"
+    ))?)?;
     let ours = from_torch.forward(&tensor(&io["input"])?).to_vec();
     let theirs = tensor(&io["output"])?.to_vec();
-    let max_diff = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    println!("PyTorch-trained Net loaded: {} outputs, max |tapegrad − PyTorch| = {max_diff:e}", ours.len());
+    let max_diff = ours
+        .iter()
+        .zip(&theirs)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    println!(
+        "PyTorch-trained Net loaded: {} outputs, max |tapegrad − PyTorch| = {max_diff:e}",
+        ours.len()
+    );
 
     // 2. tapegrad → PyTorch.
     let data = TensorDataset::from_table(&read_csv(format!("{root}/data/diabetes.csv"))?)?;
     let x = Standardizer::fit(&data.features)?.apply(&data.features)?;
     let y = Standardizer::fit(&data.targets)?.apply(&data.targets)?;
     let net = Net::new(&mut rng)?;
-    let mut optimizer = Sgd::new(net.parameters(), SgdConfig { lr: 0.05, momentum: 0.9, ..Default::default() })?;
+    let mut optimizer = Sgd::new(
+        net.parameters(),
+        SgdConfig {
+            lr: 0.05,
+            momentum: 0.9,
+            ..Default::default()
+        },
+    )?;
     for _ in 0..300 {
         optimizer.zero_grad();
         MseLoss::new().forward(&net.forward(&x), &y).backward();

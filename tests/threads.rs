@@ -19,5 +19,8 @@ fn one_and_two_threads_train_bit_identically() {
     let (losses_1, params_1) = train(1, 4);
     let (losses_2, params_2) = train(2, 4);
     assert_eq!(losses_1, losses_2);
-    assert!(params_1 == params_2, "parameters differ between 1 and 2 threads");
+    assert!(
+        params_1 == params_2,
+        "parameters differ between 1 and 2 threads"
+    );
 }

@@ -27,20 +27,48 @@ impl Workload {
     pub fn w1() -> Workload {
         let mut rng = StdRng::seed_from_u64(0);
         let net = mlp(&[10, 5, 1], &mut rng);
-        let optimizer = Box::new(Sgd::new(net.parameters(), SgdConfig { lr: 0.01, ..Default::default() }).unwrap());
+        let optimizer = Box::new(
+            Sgd::new(
+                net.parameters(),
+                SgdConfig {
+                    lr: 0.01,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        );
         let x = Tensor::normal(&[64, 10], 0.0, 1.0, &mut rng).unwrap();
         let y = Target::Values(Tensor::normal(&[64, 1], 0.0, 1.0, &mut rng).unwrap());
-        Workload { net, optimizer, x, y }
+        Workload {
+            net,
+            optimizer,
+            x,
+            y,
+        }
     }
 
     /// W2: 784 → 512 → 512 → 10 with ReLU, cross-entropy, Adam lr 1e-3, batch 128.
     pub fn w2() -> Workload {
         let mut rng = StdRng::seed_from_u64(1);
         let net = mlp(&[784, 512, 512, 10], &mut rng);
-        let optimizer = Box::new(Adam::new(net.parameters(), AdamConfig { lr: 1e-3, ..Default::default() }).unwrap());
+        let optimizer = Box::new(
+            Adam::new(
+                net.parameters(),
+                AdamConfig {
+                    lr: 1e-3,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        );
         let x = Tensor::normal(&[128, 784], 0.0, 1.0, &mut rng).unwrap();
         let y = Target::Classes((0..128).map(|_| rng.random_range(0..10)).collect());
-        Workload { net, optimizer, x, y }
+        Workload {
+            net,
+            optimizer,
+            x,
+            y,
+        }
     }
 
     pub fn step(&mut self) -> f32 {
@@ -57,7 +85,12 @@ impl Workload {
 
     /// Every parameter's bits.
     pub fn bits(&self) -> Vec<u32> {
-        self.net.parameters().iter().flat_map(|p| p.to_vec()).map(f32::to_bits).collect()
+        self.net
+            .parameters()
+            .iter()
+            .flat_map(|p| p.to_vec())
+            .map(f32::to_bits)
+            .collect()
     }
 }
 

@@ -25,34 +25,46 @@ thread_local! {
 
 /// An empty buffer with room for at least `len` elements; fill it with `extend`.
 pub(crate) fn take(len: usize) -> Vec<f32> {
-    let found = POOL
-        .try_with(|pool| {
-            let mut pool = pool.borrow_mut();
-            // Best fit among buffers no more than twice too large.
-            let mut best: Option<(usize, usize)> = None;
-            for (i, buf) in pool.free.iter().enumerate() {
-                let cap = buf.capacity();
-                if cap >= len && cap <= 2 * len + 16 && best.is_none_or(|(_, c)| cap < c) {
-                    best = Some((i, cap));
-                    if cap == len {
-                        break;
-                    }
+    let mut buf = reuse(len).unwrap_or_else(|| Vec::with_capacity(len));
+    buf.clear();
+    buf
+}
+
+/// A buffer of `len` elements holding whatever an earlier tensor left there, for
+/// outputs that are written in full (a GEMM without accumulation): it skips the
+/// zeroing pass that [`zeros`] pays.
+pub(crate) fn for_overwrite(len: usize) -> Vec<f32> {
+    let mut buf = reuse(len).unwrap_or_default();
+    if buf.len() >= len {
+        buf.truncate(len);
+    } else {
+        buf.resize(len, 0.0);
+    }
+    buf
+}
+
+/// The best-fitting pooled buffer for `len` elements, contents as they were.
+fn reuse(len: usize) -> Option<Vec<f32>> {
+    POOL.try_with(|pool| {
+        let mut pool = pool.borrow_mut();
+        // Best fit among buffers no more than twice too large.
+        let mut best: Option<(usize, usize)> = None;
+        for (i, buf) in pool.free.iter().enumerate() {
+            let cap = buf.capacity();
+            if cap >= len && cap <= 2 * len + 16 && best.is_none_or(|(_, c)| cap < c) {
+                best = Some((i, cap));
+                if cap == len {
+                    break;
                 }
             }
-            best.map(|(i, cap)| {
-                pool.bytes -= cap * 4;
-                pool.free.swap_remove(i)
-            })
-        })
-        .ok()
-        .flatten();
-    match found {
-        Some(mut buf) => {
-            buf.clear();
-            buf
         }
-        None => Vec::with_capacity(len),
-    }
+        best.map(|(i, cap)| {
+            pool.bytes -= cap * 4;
+            pool.free.swap_remove(i)
+        })
+    })
+    .ok()
+    .flatten()
 }
 
 /// A buffer of `len` zeros.

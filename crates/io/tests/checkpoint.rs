@@ -364,7 +364,9 @@ fn errors_say_what_is_wrong() {
 fn write_fuzz_seed_corpus_when_asked() {
     // `FUZZ_CORPUS=dir cargo test -p tapegrad-io --test checkpoint write_fuzz` writes a
     // valid checkpoint's payload as a starting point for `cargo fuzz`.
-    let Ok(dir) = std::env::var("FUZZ_CORPUS") else { return };
+    let Ok(dir) = std::env::var("FUZZ_CORPUS") else {
+        return;
+    };
     let mut run = Run::new("adam", 2);
     run.train_until(3);
     let bytes = run.checkpoint().to_bytes().unwrap();

@@ -9,6 +9,8 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use rayon::prelude::*;
+
 use crate::error::{or_panic, Result, TensorError};
 use crate::pool;
 use crate::shape::Shape;
@@ -125,23 +127,123 @@ pub(crate) fn gemm_into(
         return;
     }
     let threads = num_threads();
-    let parallelism = if threads > 1 && m * n * k >= PARALLEL_THRESHOLD {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: the assert above checks that every element gemm reads, a[i·rs + p·cs] for
-    // i < m, p < k (likewise b for p < k, j < n), lies inside its slice, and that dst
-    // holds the m×n row-major output it writes. `dst` is a unique borrow, so it cannot
-    // alias `a` or `b`. alpha = 1 keeps dst when accumulating; beta = 1 scales a·b by one.
+    if threads > 1 && m * n * k >= PARALLEL_THRESHOLD && m.max(n) >= 2 * MIN_SPLIT {
+        parallel_gemm(m, n, k, a, b, dst, accumulate, threads);
+        return;
+    }
+    // SAFETY: dst holds the m×n output (asserted above) and is borrowed exclusively.
+    unsafe { gemm_block(m, n, k, a, b, dst.as_mut_ptr(), n, accumulate) }
+}
+
+/// Rows or columns below which splitting a product between threads costs more than it
+/// gains.
+const MIN_SPLIT: usize = 16;
+
+/// A pointer to the output that threads write disjoint blocks of.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: `parallel_gemm` gives each thread a disjoint block of the output.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above; the pointer is only read to compute each block's start.
+unsafe impl Sync for OutPtr {}
+
+/// Splits the output between threads along its longer side, so each thread packs only
+/// its share of the operand on that side. (The GEMM crate's own threading splits over
+/// column blocks, which leaves the second thread idle for a batch of 128 rows times a
+/// 512-wide layer.) Each output element still sums over k in the same order, so the
+/// result does not depend on the thread count.
+#[allow(clippy::too_many_arguments)]
+fn parallel_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef,
+    b: MatRef,
+    dst: &mut [f32],
+    accumulate: bool,
+    threads: usize,
+) {
+    let split_rows = m > n;
+    let len = if split_rows { m } else { n };
+    let per = len.div_ceil(threads).max(MIN_SPLIT);
+    let out = OutPtr(dst.as_mut_ptr());
+    (0..len.div_ceil(per)).into_par_iter().for_each(|part| {
+        let (start, end) = (part * per, ((part + 1) * per).min(len));
+        let out = out;
+        if split_rows {
+            let a_rows = MatRef {
+                data: &a.data[start * a.row_stride..],
+                ..a
+            };
+            // SAFETY: rows start..end of the m×n output, disjoint from other parts' rows,
+            // inside `dst` (asserted by the caller).
+            unsafe {
+                gemm_block(
+                    end - start,
+                    n,
+                    k,
+                    a_rows,
+                    b,
+                    out.0.add(start * n),
+                    n,
+                    accumulate,
+                )
+            }
+        } else {
+            let b_cols = MatRef {
+                data: &b.data[start * b.col_stride..],
+                ..b
+            };
+            // SAFETY: columns start..end of every row of the m×n output, disjoint from
+            // other parts' columns, inside `dst` (asserted by the caller).
+            unsafe {
+                gemm_block(
+                    m,
+                    end - start,
+                    k,
+                    a,
+                    b_cols,
+                    out.0.add(start),
+                    n,
+                    accumulate,
+                )
+            }
+        }
+    });
+}
+
+/// One GEMM-crate call on the calling thread into an m×n block of a row-major output
+/// with row stride `dst_row_stride`.
+///
+/// # Safety
+/// `dst` must point to such a block that the caller may write and no one else touches
+/// during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_block(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef,
+    b: MatRef,
+    dst: *mut f32,
+    dst_row_stride: usize,
+    accumulate: bool,
+) {
+    assert!(
+        a.fits(m, k) && b.fits(k, n),
+        "gemm_into: operand out of bounds"
+    );
+    // SAFETY: the assert checks that every element gemm reads, a[i·rs + p·cs] for i < m,
+    // p < k (likewise b for p < k, j < n), lies inside its slice; the caller guarantees
+    // the output block. alpha = 1 keeps dst when accumulating; beta = 1 scales a·b by one.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
-            n as isize,
+            dst_row_stride as isize,
             accumulate,
             a.data.as_ptr(),
             a.col_stride as isize,
@@ -154,7 +256,7 @@ pub(crate) fn gemm_into(
             false,
             false,
             false,
-            parallelism,
+            gemm::Parallelism::None,
         );
     }
 }
@@ -315,7 +417,7 @@ fn matmul_dims(a: &[usize], b: &[usize]) -> Result<(Dims, Shape)> {
 /// The forward product, one GEMM per batch (one GEMM in all when `b` is shared).
 fn matmul_forward(d: Dims, a: &[f32], b: &[f32]) -> Vec<f32> {
     let Dims { m, k, n, .. } = d;
-    let mut out = pool::zeros(d.batch() * m * n);
+    let mut out = pool::for_overwrite(d.batch() * m * n);
     if d.bb == 1 {
         // A shared right operand: stack the batches of `a` into one tall matrix.
         gemm_into(
@@ -442,7 +544,7 @@ impl LinalgRecord {
                 let rows = input.numel() / inf;
                 if grads.wants(input) {
                     // dX = G · W
-                    let mut dx = pool::zeros(input.numel());
+                    let mut dx = pool::for_overwrite(input.numel());
                     let w = weight.data();
                     gemm_into(
                         rows,
@@ -457,7 +559,7 @@ impl LinalgRecord {
                 }
                 if grads.wants(weight) {
                     // dW = Gᵀ · X
-                    let mut dw = pool::zeros(weight.numel());
+                    let mut dw = pool::for_overwrite(weight.numel());
                     let x = input.data();
                     gemm_into(
                         outf,
@@ -626,6 +728,43 @@ mod tests {
             }
             gemm_into(m, n, k, ar, br, &mut out, false);
             assert_eq!(out, want);
+        }
+    }
+
+    #[test]
+    fn threads_split_products_without_changing_a_bit() {
+        // Rows split (m > n) and columns split (n ≥ m), both above the threading threshold.
+        for (m, n, k) in [(300, 40, 100), (40, 300, 100)] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7) % 13) as f32 * 0.37 - 2.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 5) % 11) as f32 * 0.91 - 4.0)
+                .collect();
+            let run = |threads| {
+                set_num_threads(threads);
+                let mut out = vec![0.0; m * n];
+                gemm_into(
+                    m,
+                    n,
+                    k,
+                    MatRef::rows(&a, k),
+                    MatRef::transposed(&b, k),
+                    &mut out,
+                    false,
+                );
+                out
+            };
+            let (one, two) = (run(1), run(2));
+            assert_eq!(
+                one.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                two.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            let want = naive(m, n, k, MatRef::rows(&a, k), MatRef::transposed(&b, k));
+            assert!(one
+                .iter()
+                .zip(&want)
+                .all(|(x, y)| (x - y).abs() <= 1e-3 * y.abs().max(1.0)));
         }
     }
 

@@ -168,7 +168,7 @@ impl ReduceRecord {
             } => {
                 // dx = y · (g − Σ g·y)
                 let y = output.data();
-                let mut dx = pool::zeros(y.len());
+                let mut dx = pool::for_overwrite(y.len());
                 view.for_each_line(|start, stride| {
                     let idx = (0..view.len).map(|l| start + l * stride);
                     let dot: f32 = idx.clone().map(|i| g[i] * y[i]).sum();
@@ -185,7 +185,7 @@ impl ReduceRecord {
             } => {
                 // dx = g − softmax · Σ g
                 let y = output.data();
-                let mut dx = pool::zeros(y.len());
+                let mut dx = pool::for_overwrite(y.len());
                 view.for_each_line(|start, stride| {
                     let idx = (0..view.len).map(|l| start + l * stride);
                     let total: f32 = idx.clone().map(|i| g[i]).sum();
@@ -342,7 +342,7 @@ impl Tensor {
         check_axis(op, self.shape(), axis)?;
         let view = AxisView::new(self.shape(), axis);
         let x = self.data();
-        let mut y = pool::zeros(x.len());
+        let mut y = pool::for_overwrite(x.len());
         view.for_each_line(|start, stride| {
             let idx = (0..view.len).map(|l| start + l * stride);
             let max = idx.clone().map(|i| x[i]).fold(f32::NEG_INFINITY, f32::max);
