@@ -142,6 +142,14 @@ const MIN_SPLIT: usize = 16;
 /// A pointer to the output that threads write disjoint blocks of.
 #[derive(Clone, Copy)]
 struct OutPtr(*mut f32);
+impl OutPtr {
+    /// The element `offset` places in. (A method, so closures capture the whole
+    /// `Send` wrapper rather than the raw pointer field.)
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
 // SAFETY: `parallel_gemm` gives each thread a disjoint block of the output.
 unsafe impl Send for OutPtr {}
 // SAFETY: as above; the pointer is only read to compute each block's start.
@@ -169,7 +177,6 @@ fn parallel_gemm(
     let out = OutPtr(dst.as_mut_ptr());
     (0..len.div_ceil(per)).into_par_iter().for_each(|part| {
         let (start, end) = (part * per, ((part + 1) * per).min(len));
-        let out = out;
         if split_rows {
             let a_rows = MatRef {
                 data: &a.data[start * a.row_stride..],
@@ -184,7 +191,7 @@ fn parallel_gemm(
                     k,
                     a_rows,
                     b,
-                    out.0.add(start * n),
+                    out.at(start * n),
                     n,
                     accumulate,
                 )
@@ -196,18 +203,7 @@ fn parallel_gemm(
             };
             // SAFETY: columns start..end of every row of the m×n output, disjoint from
             // other parts' columns, inside `dst` (asserted by the caller).
-            unsafe {
-                gemm_block(
-                    m,
-                    end - start,
-                    k,
-                    a,
-                    b_cols,
-                    out.0.add(start),
-                    n,
-                    accumulate,
-                )
-            }
+            unsafe { gemm_block(m, end - start, k, a, b_cols, out.at(start), n, accumulate) }
         }
     });
 }
