@@ -27,7 +27,7 @@ mod tensor;
 pub use error::{Result, TensorError};
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckReport};
 pub use ops::custom::{custom_op, BackwardFn};
-pub use ops::linalg::{num_threads, set_num_threads};
+pub use ops::gemm::{num_threads, set_num_threads};
 pub use ops::unary::GeluApprox;
 pub use pool::pooled_bytes;
 pub use shape::Shape;

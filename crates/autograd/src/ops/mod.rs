@@ -3,6 +3,7 @@
 
 pub(crate) mod binary;
 pub(crate) mod custom;
+pub(crate) mod gemm;
 pub(crate) mod linalg;
 pub(crate) mod movement;
 pub(crate) mod operators;

@@ -1,0 +1,467 @@
+//! The one place that multiplies matrices: [`gemm_into`] on strided views.
+//!
+//! Large products go to the `gemm` crate (runtime dispatch to AVX-512/AVX2/... kernels),
+//! split between threads along the output's longer side; tiny ones (the seed network's)
+//! run small direct loops that skip the crate's per-call packing allocations. Operands
+//! are strided views ([`MatRef`]), so transposes are read in place, never copied. Each
+//! output element sums over k in an order fixed by the blocking over k, not by the
+//! number of threads, so results are the same with 1 thread or many.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+
+use crate::pool;
+
+/// 0 means "not set": use the machine's available parallelism.
+static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets how many threads matrix products may use (1 = single-threaded).
+pub fn set_num_threads(n: usize) {
+    NUM_THREADS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// How many threads matrix products may use.
+pub fn num_threads() -> usize {
+    match NUM_THREADS.load(Ordering::Relaxed) {
+        0 => {
+            // Asking the OS reads cgroup files: do it once, not per product.
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            NUM_THREADS.store(n, Ordering::Relaxed);
+            n
+        }
+        n => n,
+    }
+}
+
+/// Below this many multiply-adds a product runs on one thread: waking a pool costs more.
+const PARALLEL_THRESHOLD: usize = 96 * 96 * 96;
+
+/// A read-only strided matrix view over a slice.
+#[derive(Clone, Copy)]
+pub(crate) struct MatRef<'a> {
+    pub data: &'a [f32],
+    /// Elements between consecutive rows.
+    pub row_stride: usize,
+    /// Elements between consecutive columns.
+    pub col_stride: usize,
+}
+
+impl<'a> MatRef<'a> {
+    /// A contiguous row-major matrix with `cols` columns.
+    pub(crate) fn rows(data: &'a [f32], cols: usize) -> Self {
+        MatRef {
+            data,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+    /// The transpose of a contiguous row-major matrix with `cols` columns.
+    pub(crate) fn transposed(data: &'a [f32], cols: usize) -> Self {
+        MatRef {
+            data,
+            row_stride: 1,
+            col_stride: cols,
+        }
+    }
+    /// The same matrix viewed transposed (no copy).
+    fn transpose(self) -> Self {
+        MatRef {
+            data: self.data,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
+    }
+
+    /// The `rows × cols` matrix as contiguous row-major data, copying only if needed.
+    fn packed(self, rows: usize, cols: usize) -> Packed<'a> {
+        let contiguous =
+            (self.col_stride == 1 || cols == 1) && (self.row_stride == cols || rows == 1);
+        if contiguous {
+            return Packed::Borrowed(&self.data[..rows * cols]);
+        }
+        let mut out = pool::take(rows * cols);
+        for i in 0..rows {
+            out.extend((0..cols).map(|j| self.data[i * self.row_stride + j * self.col_stride]));
+        }
+        Packed::Owned(out)
+    }
+
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        rows == 0
+            || cols == 0
+            || (rows - 1) * self.row_stride + (cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `dst[m×n] = a[m×k] · b[k×n]`, or `dst += a · b` when `accumulate`; `dst` is
+/// contiguous row-major.
+pub(crate) fn gemm_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef,
+    b: MatRef,
+    dst: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(
+        dst.len() >= m * n && a.fits(m, k) && b.fits(k, n),
+        "gemm_into: operand out of bounds"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    if m * n * k <= SMALL_PRODUCT {
+        small_gemm(n, k, a, b, &mut dst[..m * n], accumulate);
+        return;
+    }
+    let threads = num_threads();
+    if threads > 1 && m * n * k >= PARALLEL_THRESHOLD && m.max(n) >= 2 * MIN_SPLIT {
+        parallel_gemm(m, n, k, a, b, dst, accumulate, threads);
+        return;
+    }
+    // SAFETY: dst holds the m×n output (asserted above) and is borrowed exclusively.
+    unsafe { gemm_block(m, n, k, a, b, dst.as_mut_ptr(), n, accumulate) }
+}
+
+/// Rows or columns below which splitting a product between threads costs more than it
+/// gains.
+const MIN_SPLIT: usize = 16;
+
+/// A pointer to the output that threads write disjoint blocks of.
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+impl OutPtr {
+    /// The element `offset` places in. (A method, so closures capture the whole
+    /// `Send` wrapper rather than the raw pointer field.)
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+// SAFETY: `parallel_gemm` gives each thread a disjoint block of the output.
+unsafe impl Send for OutPtr {}
+// SAFETY: as above; the pointer is only read to compute each block's start.
+unsafe impl Sync for OutPtr {}
+
+/// Splits the output between threads along its longer side, so each thread packs only
+/// its share of the operand on that side. (The GEMM crate's own threading splits over
+/// column blocks, which leaves the second thread idle for a batch of 128 rows times a
+/// 512-wide layer.) Each output element still sums over k in the same order, so the
+/// result does not depend on the thread count.
+#[allow(clippy::too_many_arguments)]
+fn parallel_gemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef,
+    b: MatRef,
+    dst: &mut [f32],
+    accumulate: bool,
+    threads: usize,
+) {
+    let split_rows = m > n;
+    let len = if split_rows { m } else { n };
+    let per = len.div_ceil(threads).max(MIN_SPLIT);
+    let out = OutPtr(dst.as_mut_ptr());
+    (0..len.div_ceil(per)).into_par_iter().for_each(|part| {
+        let (start, end) = (part * per, ((part + 1) * per).min(len));
+        if split_rows {
+            let a_rows = MatRef {
+                data: &a.data[start * a.row_stride..],
+                ..a
+            };
+            // SAFETY: rows start..end of the m×n output, disjoint from other parts' rows,
+            // inside `dst` (asserted by the caller).
+            unsafe {
+                gemm_block(
+                    end - start,
+                    n,
+                    k,
+                    a_rows,
+                    b,
+                    out.at(start * n),
+                    n,
+                    accumulate,
+                )
+            }
+        } else {
+            let b_cols = MatRef {
+                data: &b.data[start * b.col_stride..],
+                ..b
+            };
+            // SAFETY: columns start..end of every row of the m×n output, disjoint from
+            // other parts' columns, inside `dst` (asserted by the caller).
+            unsafe { gemm_block(m, end - start, k, a, b_cols, out.at(start), n, accumulate) }
+        }
+    });
+}
+
+/// One GEMM-crate call on the calling thread into an m×n block of a row-major output
+/// with row stride `dst_row_stride`.
+///
+/// # Safety
+/// `dst` must point to such a block that the caller may write and no one else touches
+/// during the call.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_block(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef,
+    b: MatRef,
+    dst: *mut f32,
+    dst_row_stride: usize,
+    accumulate: bool,
+) {
+    assert!(
+        a.fits(m, k) && b.fits(k, n),
+        "gemm_into: operand out of bounds"
+    );
+    // SAFETY: the assert checks that every element gemm reads, a[i·rs + p·cs] for i < m,
+    // p < k (likewise b for p < k, j < n), lies inside its slice; the caller guarantees
+    // the output block. alpha = 1 keeps dst when accumulating; beta = 1 scales a·b by one.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            1,
+            dst_row_stride as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.col_stride as isize,
+            a.row_stride as isize,
+            b.data.as_ptr(),
+            b.col_stride as isize,
+            b.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// Products up to this many multiply-adds skip the GEMM crate, whose per-call packing
+/// buffers (allocated and zeroed on every call) cost more than the arithmetic for the
+/// tiny matrices of small networks (measured on the seed network's training step).
+const SMALL_PRODUCT: usize = 16 * 1024;
+
+/// Tiny products, with the loop order chosen so the innermost loop runs over the
+/// longest dimension on contiguous data:
+/// - k the longest: one vectorised dot product per output, over packed rows of `a` and
+///   packed columns of `b`;
+/// - otherwise row updates `c[i,:] += a[i,p]·b[p,:]` over n, or over m on the
+///   transposed problem `cᵀ = bᵀ·aᵀ` when m is longer (a batch of 64 rows times a
+///   5-wide layer updates rows of 64, not of 5).
+///
+/// Operands are copied (from the pool) only when their strides are not already the
+/// layout needed. Each output sums over p in a fixed order, whatever the thread count.
+fn small_gemm(n: usize, k: usize, a: MatRef, b: MatRef, dst: &mut [f32], accumulate: bool) {
+    let m = dst.len() / n;
+    if k >= m.max(n) {
+        let a_rows = a.packed(m, k);
+        let b_cols = b.transpose().packed(n, k);
+        for (i, row) in dst.chunks_exact_mut(n).enumerate() {
+            let a_row = &a_rows[i * k..(i + 1) * k];
+            for (j, d) in row.iter_mut().enumerate() {
+                let v = dot(a_row, &b_cols[j * k..(j + 1) * k]);
+                *d = if accumulate { *d + v } else { v };
+            }
+        }
+        a_rows.recycle();
+        b_cols.recycle();
+    } else if n >= m {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        let b_rows = b.packed(k, n);
+        row_updates(a, &b_rows, n, dst);
+        b_rows.recycle();
+    } else {
+        let mut dst_t = pool::zeros(n * m);
+        let a_cols = a.transpose().packed(k, m);
+        row_updates(b.transpose(), &a_cols, m, &mut dst_t);
+        a_cols.recycle();
+        for (i, row) in dst.chunks_exact_mut(n).enumerate() {
+            for (j, d) in row.iter_mut().enumerate() {
+                let v = dst_t[j * m + i];
+                *d = if accumulate { *d + v } else { v };
+            }
+        }
+        pool::give(dst_t);
+    }
+}
+
+/// `c[i,:] += a[i,p]·b[p,:]` for a contiguous row-major `b` of width `width`.
+fn row_updates(a: MatRef, b_rows: &[f32], width: usize, c: &mut [f32]) {
+    let k = b_rows.len() / width;
+    for (i, row) in c.chunks_exact_mut(width).enumerate() {
+        for (p, b_row) in b_rows.chunks_exact(width).enumerate().take(k) {
+            let scale = a.data[i * a.row_stride + p * a.col_stride];
+            for (d, &v) in row.iter_mut().zip(b_row) {
+                *d += scale * v;
+            }
+        }
+    }
+}
+
+/// Σ aᵢbᵢ with eight interleaved partial sums (vectorises; fixed order).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            lanes[l] += x[l] * y[l];
+        }
+    }
+    ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
+        + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
+        + tail
+}
+
+/// A row-major copy of a matrix, or the original slice when it already is one.
+enum Packed<'a> {
+    Borrowed(&'a [f32]),
+    Owned(Vec<f32>),
+}
+
+impl std::ops::Deref for Packed<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            Packed::Borrowed(s) => s,
+            Packed::Owned(v) => v,
+        }
+    }
+}
+
+impl Packed<'_> {
+    fn recycle(self) {
+        if let Packed::Owned(v) = self {
+            pool::give(v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain triple loop, as the reference for strided GEMM calls.
+    fn naive(m: usize, n: usize, k: usize, a: MatRef, b: MatRef) -> Vec<f32> {
+        let mut out = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    out[i * n + j] += a.data[i * a.row_stride + p * a.col_stride]
+                        * b.data[p * b.row_stride + j * b.col_stride];
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn strided_gemm_matches_the_triple_loop() {
+        // 37·29·41 goes through the GEMM crate, the others through each small-product form.
+        for (m, n, k) in [(37, 29, 41), (7, 5, 9), (3, 9, 5), (9, 3, 5), (40, 1, 3)] {
+            check_layouts(m, n, k);
+        }
+    }
+
+    fn check_layouts(m: usize, n: usize, k: usize) {
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            let ar = if ta {
+                MatRef::transposed(&a, m)
+            } else {
+                MatRef::rows(&a, k)
+            };
+            let br = if tb {
+                MatRef::transposed(&b, k)
+            } else {
+                MatRef::rows(&b, n)
+            };
+            let mut out = vec![1.0; m * n];
+            gemm_into(m, n, k, ar, br, &mut out, true);
+            let want = naive(m, n, k, ar, br);
+            for (o, w) in out.iter().zip(&want) {
+                assert_eq!(*o, w + 1.0);
+            }
+            gemm_into(m, n, k, ar, br, &mut out, false);
+            assert_eq!(out, want);
+        }
+    }
+
+    #[test]
+    fn threads_split_products_without_changing_a_bit() {
+        // Rows split (m > n) and columns split (n ≥ m), both above the threading threshold.
+        for (m, n, k) in [(300, 40, 100), (40, 300, 100)] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7) % 13) as f32 * 0.37 - 2.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 5) % 11) as f32 * 0.91 - 4.0)
+                .collect();
+            let run = |threads| {
+                set_num_threads(threads);
+                let mut out = vec![0.0; m * n];
+                gemm_into(
+                    m,
+                    n,
+                    k,
+                    MatRef::rows(&a, k),
+                    MatRef::transposed(&b, k),
+                    &mut out,
+                    false,
+                );
+                out
+            };
+            let (one, two) = (run(1), run(2));
+            assert_eq!(
+                one.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                two.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            let want = naive(m, n, k, MatRef::rows(&a, k), MatRef::transposed(&b, k));
+            assert!(one
+                .iter()
+                .zip(&want)
+                .all(|(x, y)| (x - y).abs() <= 1e-3 * y.abs().max(1.0)));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "out of bounds")]
+    fn gemm_rejects_a_short_operand() {
+        let a = vec![0.0; 5];
+        let mut out = vec![0.0; 4];
+        gemm_into(
+            2,
+            2,
+            3,
+            MatRef::rows(&a, 3),
+            MatRef::rows(&a, 2),
+            &mut out,
+            false,
+        );
+    }
+}
