@@ -39,7 +39,7 @@ static GLOBAL: Counting = Counting;
 
 /// Mean allocations per step over `steps` steps after a warm-up.
 fn allocations_per_step(workload: &mut Workload, steps: usize) -> f64 {
-    for _ in 0..3 {
+    for _ in 0..20 {
         workload.step();
     }
     let before = ALLOCATIONS.load(Ordering::Relaxed);

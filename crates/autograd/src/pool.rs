@@ -13,10 +13,48 @@ const MAX_BUFFERS: usize = 128;
 /// Most bytes the pool keeps, so a one-off huge tensor is not held forever.
 const MAX_BYTES: usize = 512 << 20;
 
+/// Free buffers grouped by capacity. A training loop asks for the same few sizes every
+/// step, so a request is an exact-size lookup among a handful of classes, not a scan
+/// of every free buffer. When the pool is full, the class used longest ago gives up a
+/// buffer, so sizes a program stopped using do not crowd out the ones it uses.
 #[derive(Default)]
 struct Pool {
-    free: Vec<Vec<f32>>,
+    classes: Vec<Class>,
+    count: usize,
     bytes: usize,
+    clock: u64,
+}
+
+struct Class {
+    capacity: usize,
+    free: Vec<Vec<f32>>,
+    last_used: u64,
+}
+
+impl Pool {
+    fn class(&mut self, capacity: usize) -> Option<&mut Class> {
+        self.clock += 1;
+        let clock = self.clock;
+        let class = self.classes.iter_mut().find(|c| c.capacity == capacity)?;
+        class.last_used = clock;
+        Some(class)
+    }
+
+    /// Frees one buffer of the least recently used class; false when there is none.
+    fn evict(&mut self) -> bool {
+        let Some(i) = (0..self.classes.len()).min_by_key(|&i| self.classes[i].last_used) else {
+            return false;
+        };
+        let class = &mut self.classes[i];
+        if class.free.pop().is_some() {
+            self.count -= 1;
+            self.bytes -= class.capacity * 4;
+        }
+        if class.free.is_empty() {
+            self.classes.swap_remove(i);
+        }
+        true
+    }
 }
 
 thread_local! {
@@ -34,7 +72,8 @@ pub(crate) fn take(len: usize) -> Vec<f32> {
 /// outputs that are written in full (a GEMM without accumulation): it skips the
 /// zeroing pass that [`zeros`] pays.
 pub(crate) fn for_overwrite(len: usize) -> Vec<f32> {
-    let mut buf = reuse(len).unwrap_or_default();
+    // `with_capacity` allocates exactly `len`, so the buffer returns to its own class.
+    let mut buf = reuse(len).unwrap_or_else(|| Vec::with_capacity(len));
     if buf.len() >= len {
         buf.truncate(len);
     } else {
@@ -43,25 +82,14 @@ pub(crate) fn for_overwrite(len: usize) -> Vec<f32> {
     buf
 }
 
-/// The best-fitting pooled buffer for `len` elements, contents as they were.
+/// A pooled buffer of capacity exactly `len`, contents as they were.
 fn reuse(len: usize) -> Option<Vec<f32>> {
     POOL.try_with(|pool| {
         let mut pool = pool.borrow_mut();
-        // Best fit among buffers no more than twice too large.
-        let mut best: Option<(usize, usize)> = None;
-        for (i, buf) in pool.free.iter().enumerate() {
-            let cap = buf.capacity();
-            if cap >= len && cap <= 2 * len + 16 && best.is_none_or(|(_, c)| cap < c) {
-                best = Some((i, cap));
-                if cap == len {
-                    break;
-                }
-            }
-        }
-        best.map(|(i, cap)| {
-            pool.bytes -= cap * 4;
-            pool.free.swap_remove(i)
-        })
+        let buf = pool.class(len)?.free.pop()?;
+        pool.count -= 1;
+        pool.bytes -= len * 4;
+        Some(buf)
     })
     .ok()
     .flatten()
@@ -90,9 +118,24 @@ pub(crate) fn give(buf: Vec<f32>) {
     // `try_with` because tensors can be dropped during thread teardown.
     let _ = POOL.try_with(|pool| {
         let mut pool = pool.borrow_mut();
-        if pool.free.len() < MAX_BUFFERS && pool.bytes + cap * 4 <= MAX_BYTES {
-            pool.bytes += cap * 4;
-            pool.free.push(buf);
+        if cap * 4 > MAX_BYTES {
+            return;
+        }
+        while pool.count >= MAX_BUFFERS || pool.bytes + cap * 4 > MAX_BYTES {
+            if !pool.evict() {
+                return;
+            }
+        }
+        pool.count += 1;
+        pool.bytes += cap * 4;
+        let clock = pool.clock;
+        match pool.class(cap) {
+            Some(class) => class.free.push(buf),
+            None => pool.classes.push(Class {
+                capacity: cap,
+                free: vec![buf],
+                last_used: clock,
+            }),
         }
     });
 }
@@ -118,7 +161,19 @@ mod tests {
     }
 
     #[test]
-    fn a_much_larger_buffer_is_not_used_for_a_small_request() {
+    fn a_full_pool_makes_room_for_the_sizes_in_use() {
+        for i in 0..2 * MAX_BUFFERS {
+            give(Vec::with_capacity(10_000 + i));
+        }
+        let mut a = take(3);
+        a.push(1.0);
+        let ptr = a.as_ptr();
+        give(a);
+        assert_eq!(take(3).as_ptr(), ptr, "the newest size was kept");
+    }
+
+    #[test]
+    fn a_buffer_of_another_size_is_not_used() {
         give(Vec::with_capacity(100_000));
         let b = take(10);
         assert!(b.capacity() < 100_000);

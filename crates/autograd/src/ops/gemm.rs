@@ -258,58 +258,52 @@ unsafe fn gemm_block(
 /// tiny matrices of small networks (measured on the seed network's training step).
 const SMALL_PRODUCT: usize = 16 * 1024;
 
-/// Tiny products, with the loop order chosen so the innermost loop runs over the
-/// longest dimension on contiguous data:
-/// - k the longest: one vectorised dot product per output, over packed rows of `a` and
-///   packed columns of `b`;
-/// - otherwise row updates `c[i,:] += a[i,p]·b[p,:]` over n, or over m on the
-///   transposed problem `cᵀ = bᵀ·aᵀ` when m is longer (a batch of 64 rows times a
-///   5-wide layer updates rows of 64, not of 5).
+/// Tiny products, in the loop order the operands' strides allow without copying:
+/// - `a`'s rows and `b`'s columns contiguous (x·Wᵀ in `linear`): one vectorised dot
+///   product per output;
+/// - `b`'s rows contiguous (the backward products G·W and Gᵀ·X): row updates
+///   `c[i,:] += a[i,p]·b[p,:]`;
+/// - otherwise `a` is packed row-major and `b` column-major (from the pool) for dots.
 ///
-/// Operands are copied (from the pool) only when their strides are not already the
-/// layout needed. Each output sums over p in a fixed order, whatever the thread count.
+/// At these sizes a strided copy costs as much as the arithmetic, so no layout is
+/// copied that the loops can read in place. Each output sums over p in a fixed order,
+/// whatever the thread count.
 fn small_gemm(n: usize, k: usize, a: MatRef, b: MatRef, dst: &mut [f32], accumulate: bool) {
     let m = dst.len() / n;
-    if k >= m.max(n) {
-        let a_rows = a.packed(m, k);
-        let b_cols = b.transpose().packed(n, k);
-        for (i, row) in dst.chunks_exact_mut(n).enumerate() {
-            let a_row = &a_rows[i * k..(i + 1) * k];
-            for (j, d) in row.iter_mut().enumerate() {
-                let v = dot(a_row, &b_cols[j * k..(j + 1) * k]);
-                *d = if accumulate { *d + v } else { v };
-            }
-        }
-        a_rows.recycle();
-        b_cols.recycle();
-    } else if n >= m {
+    if b.col_stride == 1 && !(a.col_stride == 1 && b.row_stride == 1) {
         if !accumulate {
             dst.fill(0.0);
         }
-        let b_rows = b.packed(k, n);
-        row_updates(a, &b_rows, n, dst);
-        b_rows.recycle();
-    } else {
-        let mut dst_t = pool::zeros(n * m);
-        let a_cols = a.transpose().packed(k, m);
-        row_updates(b.transpose(), &a_cols, m, &mut dst_t);
-        a_cols.recycle();
-        for (i, row) in dst.chunks_exact_mut(n).enumerate() {
-            for (j, d) in row.iter_mut().enumerate() {
-                let v = dst_t[j * m + i];
-                *d = if accumulate { *d + v } else { v };
-            }
-        }
-        pool::give(dst_t);
+        row_updates(
+            a,
+            &b.data[..(k - 1) * b.row_stride + n],
+            b.row_stride,
+            n,
+            dst,
+        );
+        return;
     }
+    let a_rows = a.packed(m, k);
+    let b_cols = b.transpose().packed(n, k);
+    for (i, row) in dst.chunks_exact_mut(n).enumerate() {
+        let a_row = &a_rows[i * k..(i + 1) * k];
+        for (j, d) in row.iter_mut().enumerate() {
+            let v = dot(a_row, &b_cols[j * k..(j + 1) * k]);
+            *d = if accumulate { *d + v } else { v };
+        }
+    }
+    a_rows.recycle();
+    b_cols.recycle();
 }
 
-/// `c[i,:] += a[i,p]·b[p,:]` for a contiguous row-major `b` of width `width`.
-fn row_updates(a: MatRef, b_rows: &[f32], width: usize, c: &mut [f32]) {
-    let k = b_rows.len() / width;
+/// `c[i,:] += a[i,p]·b[p,:]`, where row p of `b` starts at `p·b_row_stride` and its
+/// `width` elements are contiguous.
+fn row_updates(a: MatRef, b: &[f32], b_row_stride: usize, width: usize, c: &mut [f32]) {
+    let k = (b.len() - width) / b_row_stride.max(1) + 1;
     for (i, row) in c.chunks_exact_mut(width).enumerate() {
-        for (p, b_row) in b_rows.chunks_exact(width).enumerate().take(k) {
+        for p in 0..k {
             let scale = a.data[i * a.row_stride + p * a.col_stride];
+            let b_row = &b[p * b_row_stride..p * b_row_stride + width];
             for (d, &v) in row.iter_mut().zip(b_row) {
                 *d += scale * v;
             }
