@@ -169,7 +169,8 @@ mod tests {
         a.push(1.0);
         let ptr = a.as_ptr();
         give(a);
-        assert_eq!(take(3).as_ptr(), ptr, "the newest size was kept");
+        let again = take(3);
+        assert_eq!(again.as_ptr(), ptr, "the newest size was kept");
     }
 
     #[test]
