@@ -248,16 +248,14 @@ fn plot(
     let root = SVGBackend::new(path, (1200, 500)).into_drawing_area();
     root.fill(&WHITE)?;
     for ((task, task_runs), area) in tasks.iter().zip(runs).zip(root.split_evenly((1, 2))) {
-        let max = task_runs
-            .iter()
-            .flat_map(|(_, r)| r.curve.iter().copied())
-            .fold(0.0f32, f32::max);
+        let losses = || task_runs.iter().flat_map(|(_, r)| r.curve.iter().copied());
+        let (min, max) = (losses().fold(f32::INFINITY, f32::min), losses().fold(0.0f32, f32::max));
         let mut chart = ChartBuilder::on(&area)
             .caption(task.name, ("sans-serif", 18))
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(50)
-            .build_cartesian_2d(0..task.epochs, 0f32..max * 1.05)?;
+            .build_cartesian_2d(0..task.epochs, min * 0.95..max * 1.05)?;
         chart
             .configure_mesh()
             .x_desc("epoch")
