@@ -249,7 +249,10 @@ fn plot(
     root.fill(&WHITE)?;
     for ((task, task_runs), area) in tasks.iter().zip(runs).zip(root.split_evenly((1, 2))) {
         let losses = || task_runs.iter().flat_map(|(_, r)| r.curve.iter().copied());
-        let (min, max) = (losses().fold(f32::INFINITY, f32::min), losses().fold(0.0f32, f32::max));
+        let (min, max) = (
+            losses().fold(f32::INFINITY, f32::min),
+            losses().fold(0.0f32, f32::max),
+        );
         let mut chart = ChartBuilder::on(&area)
             .caption(task.name, ("sans-serif", 18))
             .margin(10)

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use tapegrad_autograd::Tensor;
 
 use crate::error::{invalid, non_negative, OptimError};
-use crate::kernels::{addcdiv, addcmul, lerp, maximum};
+use crate::kernels::{addcdiv, addcmul, lerp, maximum, with_fma};
 use crate::state::{kind_mismatch, Buffer, Params};
 use crate::{Optimizer, OptimizerConfig, OptimizerState};
 
@@ -130,6 +130,40 @@ fn update_elements<const L2: bool, const AMS: bool>(
     }
 }
 
+/// Elements below which a parameter is not worth splitting between threads.
+const PARALLEL_MIN: usize = 1 << 15;
+
+/// [`update_elements`] over `parts` contiguous pieces of the parameter on rayon's
+/// threads. The update is elementwise, so the split changes no bit of the result.
+fn update_split<const L2: bool, const AMS: bool>(
+    theta: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    v_max: &mut [f32],
+    k: &Scalars,
+    parts: usize,
+) {
+    if parts < 2 || theta.len() < PARALLEL_MIN {
+        // Worker threads are outside the optimizer's FMA-dispatched call: dispatch again.
+        return with_fma(|| update_elements::<L2, AMS>(theta, grad, m, v, v_max, k));
+    }
+    let mid = theta.len() / 2;
+    let (t1, t2) = theta.split_at_mut(mid);
+    let (g1, g2) = grad.split_at(mid);
+    let (m1, m2) = m.split_at_mut(mid);
+    let (v1, v2) = v.split_at_mut(mid);
+    let (x1, x2) = if AMS {
+        v_max.split_at_mut(mid)
+    } else {
+        (&mut [][..], &mut [][..])
+    };
+    rayon::join(
+        || update_split::<L2, AMS>(t1, g1, m1, v1, x1, k, parts / 2),
+        || update_split::<L2, AMS>(t2, g2, m2, v2, x2, k, parts - parts / 2),
+    );
+}
+
 /// Parameters and moment buffers, shared by Adam and AdamW.
 pub(crate) struct Core {
     pub(crate) params: Params,
@@ -190,12 +224,15 @@ impl Core {
                 theta.iter_mut().for_each(|t| *t *= decay);
             }
             // One loop per configuration, so no branch is left inside it to stop it
-            // vectorising.
+            // vectorising; large parameters are shared between threads.
+            let threads = tapegrad_autograd::num_threads();
             match (h.weight_decay != 0.0 && !decoupled, h.amsgrad) {
-                (false, false) => update_elements::<false, false>(theta, grad, m, v, v_max, &k),
-                (true, false) => update_elements::<true, false>(theta, grad, m, v, v_max, &k),
-                (false, true) => update_elements::<false, true>(theta, grad, m, v, v_max, &k),
-                (true, true) => update_elements::<true, true>(theta, grad, m, v, v_max, &k),
+                (false, false) => {
+                    update_split::<false, false>(theta, grad, m, v, v_max, &k, threads)
+                }
+                (true, false) => update_split::<true, false>(theta, grad, m, v, v_max, &k, threads),
+                (false, true) => update_split::<false, true>(theta, grad, m, v, v_max, &k, threads),
+                (true, true) => update_split::<true, true>(theta, grad, m, v, v_max, &k, threads),
             }
         });
     }
