@@ -127,6 +127,22 @@ fn shape_op_errors() {
 }
 
 #[test]
+fn zero_width_products_are_well_defined() {
+    // No input features: the output is the bias on every row, and gradients flow.
+    let x = Tensor::zeros(&[3, 0]).with_requires_grad(true);
+    let w = Tensor::zeros(&[2, 0]).with_requires_grad(true);
+    let b = Tensor::from_slice(&[1.0, 2.0], &[2])
+        .unwrap()
+        .with_requires_grad(true);
+    let y = x.linear(&w, Some(&b));
+    assert_eq!(y.shape(), &[3, 2]);
+    assert_eq!(y.to_vec(), [1.0, 2.0, 1.0, 2.0, 1.0, 2.0]);
+    y.sum().backward();
+    assert_eq!(b.grad().unwrap().to_vec(), [3.0, 3.0]);
+    assert_eq!(t(&[2, 0]).matmul(&t(&[0, 3])).to_vec(), vec![0.0; 6]);
+}
+
+#[test]
 fn set_grad_checks_the_shape() {
     let w = t(&[2]).with_requires_grad(true);
     assert!(w.set_grad(Some(&t(&[3]))).is_err());

@@ -93,6 +93,12 @@ fn matmul_forward(d: Dims, a: &[f32], b: &[f32]) -> Vec<f32> {
     out
 }
 
+/// Rows of `linear`'s input viewed as a matrix: the product of all but the last axis
+/// (counted from the shape, so a zero-width input still has its rows).
+fn leading_rows(shape: &[usize]) -> usize {
+    shape[..shape.len() - 1].iter().product()
+}
+
 /// What a product saves: its inputs (their values are the other side's gradient).
 pub(crate) enum LinalgRecord {
     MatMul {
@@ -183,7 +189,7 @@ impl LinalgRecord {
                 bias,
             } => {
                 let (outf, inf) = (weight.shape()[0], weight.shape()[1]);
-                let rows = input.numel() / inf;
+                let rows = leading_rows(input.shape());
                 if grads.wants(input) {
                     // dX = G · W
                     let mut dx = pool::for_overwrite(input.numel());
@@ -279,7 +285,7 @@ impl Tensor {
                 });
             }
         }
-        let rows = self.numel() / inf.max(1);
+        let rows = leading_rows(self.shape());
         let mut out = pool::take(rows * outf);
         match bias {
             Some(b) => {
