@@ -16,6 +16,7 @@
 //!
 //! See `docs/architecture.md` for the floor plan and the recipe for adding an op.
 
+pub mod cpu;
 mod error;
 mod gradcheck;
 mod ops;
