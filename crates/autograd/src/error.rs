@@ -101,9 +101,11 @@ impl std::error::Error for TensorError {}
 /// Result of a fallible tensor operation.
 pub type Result<T> = std::result::Result<T, TensorError>;
 
-/// Unwraps a `try_` result for the panicking API, with the error's message.
+/// Unwraps a `try_` result for a panicking API (`a + b`, `criterion.forward`), with
+/// the error's message and the caller's line, PyTorch-style. Used by every crate's
+/// panicking forms so they all fail the same way.
 #[track_caller]
-pub(crate) fn or_panic<T>(r: Result<T>) -> T {
+pub fn or_panic<T>(r: Result<T>) -> T {
     match r {
         Ok(v) => v,
         Err(e) => panic!("{e}"),

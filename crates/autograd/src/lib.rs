@@ -25,7 +25,7 @@ pub mod shape;
 mod tape;
 mod tensor;
 
-pub use error::{Result, TensorError};
+pub use error::{or_panic, Result, TensorError};
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckReport};
 pub use ops::custom::{custom_op, BackwardFn};
 pub use ops::gemm::{num_threads, set_num_threads};

@@ -42,6 +42,7 @@ pub use regression::{
     huber_loss, l1_loss, mse_loss, smooth_l1_loss, HuberLoss, L1Loss, MseLoss, SmoothL1Loss,
 };
 
+pub(crate) use tapegrad_autograd::or_panic;
 use tapegrad_autograd::{custom_op, is_grad_enabled, Result, Tensor, TensorError};
 
 /// How the per-element losses are combined, like PyTorch's `reduction` argument.
@@ -62,15 +63,6 @@ pub(crate) fn reduce(loss: Tensor, reduction: Reduction) -> Tensor {
         Reduction::None => loss,
         Reduction::Mean => loss.mean(),
         Reduction::Sum => loss.sum(),
-    }
-}
-
-/// Unwraps for the panicking `forward`s, reporting the caller's line.
-#[track_caller]
-pub(crate) fn or_panic<T>(r: Result<T>) -> T {
-    match r {
-        Ok(v) => v,
-        Err(e) => panic!("{e}"),
     }
 }
 

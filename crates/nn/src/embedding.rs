@@ -2,7 +2,7 @@
 //! N(0, 1) as in PyTorch. The gradient flows into the rows that were looked up.
 
 use rand::Rng;
-use tapegrad_autograd::{Result, Tensor, TensorError};
+use tapegrad_autograd::{or_panic, Result, Tensor, TensorError};
 
 use crate::Module;
 
@@ -52,10 +52,7 @@ impl Embedding {
 impl Module for Embedding {
     #[track_caller]
     fn forward(&self, ids: &Tensor) -> Tensor {
-        match self.try_forward(ids) {
-            Ok(y) => y,
-            Err(e) => panic!("{e}"),
-        }
+        or_panic(self.try_forward(ids))
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {

@@ -2,7 +2,7 @@
 //! variance, as `torch.nn.LayerNorm(normalized_shape=[d])`. Composed of differentiable
 //! ops, so its gradient comes from theirs.
 
-use tapegrad_autograd::{Result, Tensor, TensorError};
+use tapegrad_autograd::{or_panic, Result, Tensor, TensorError};
 
 use crate::Module;
 
@@ -71,10 +71,7 @@ impl LayerNorm {
 impl Module for LayerNorm {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        match self.try_forward(x) {
-            Ok(y) => y,
-            Err(e) => panic!("{e}"),
-        }
+        or_panic(self.try_forward(x))
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
