@@ -56,6 +56,22 @@ pub enum TensorError {
     },
     /// `backward()` on something the tape cannot differentiate.
     Backward(String),
+    /// A shape with more elements than one buffer can hold: the product of its extents
+    /// (zeros counted as ones, so that every stride fits too) exceeds
+    /// [`crate::shape::MAX_ELEMENTS`] or overflows `usize`.
+    ShapeTooLarge {
+        /// The op or constructor that refused.
+        op: &'static str,
+        /// The shape asked for.
+        shape: Vec<usize>,
+    },
+    /// The allocator could not provide a buffer of this many bytes.
+    OutOfMemory {
+        /// The op or constructor that asked.
+        op: &'static str,
+        /// Elements asked for.
+        elements: usize,
+    },
 }
 
 impl fmt::Display for TensorError {
@@ -92,6 +108,17 @@ impl fmt::Display for TensorError {
             }
             TensorError::InvalidArgument { op, reason } => write!(f, "{op}: {reason}"),
             TensorError::Backward(reason) => write!(f, "backward: {reason}"),
+            TensorError::ShapeTooLarge { op, shape } => write!(
+                f,
+                "{op}: shape {shape:?} is too large: the product of its extents overflows \
+                 (at most {} elements fit in one buffer)",
+                crate::shape::MAX_ELEMENTS
+            ),
+            TensorError::OutOfMemory { op, elements } => write!(
+                f,
+                "{op}: out of memory: cannot allocate {elements} elements ({} bytes)",
+                (*elements as u128) * 4
+            ),
         }
     }
 }

@@ -8,6 +8,8 @@
 
 use std::cell::RefCell;
 
+use crate::error::TensorError;
+
 /// Most buffers the pool keeps; a training step of a deep model needs a few dozen.
 const MAX_BUFFERS: usize = 128;
 /// Most bytes the pool keeps, so a one-off huge tensor is not held forever.
@@ -66,6 +68,23 @@ pub(crate) fn take(len: usize) -> Vec<f32> {
     let mut buf = reuse(len).unwrap_or_else(|| Vec::with_capacity(len));
     buf.clear();
     buf
+}
+
+/// [`take`] that reports a failed allocation as an error naming `op` and the size,
+/// instead of aborting the process: for constructors and ops whose size comes from a
+/// caller or a file. (On Linux an overcommitted allocation may still succeed here and
+/// fail later when touched; what the allocator refuses up front is caught.)
+pub(crate) fn try_take(op: &'static str, len: usize) -> Result<Vec<f32>, TensorError> {
+    if let Some(mut buf) = reuse(len) {
+        buf.clear();
+        return Ok(buf);
+    }
+    let mut buf = Vec::new();
+    // `try_reserve_exact` on an empty Vec allocates exactly `len`, like `with_capacity`,
+    // so the buffer returns to its own size class.
+    buf.try_reserve_exact(len)
+        .map_err(|_| TensorError::OutOfMemory { op, elements: len })?;
+    Ok(buf)
 }
 
 /// A buffer of `len` elements holding whatever an earlier tensor left there, for
@@ -171,6 +190,19 @@ mod tests {
         give(a);
         let again = take(3);
         assert_eq!(again.as_ptr(), ptr, "the newest size was kept");
+    }
+
+    #[test]
+    fn a_failed_allocation_is_an_error() {
+        let err = try_take("zeros", usize::MAX).unwrap_err();
+        assert_eq!(
+            err,
+            TensorError::OutOfMemory {
+                op: "zeros",
+                elements: usize::MAX
+            }
+        );
+        assert_eq!(try_take("zeros", 10).unwrap().capacity(), 10);
     }
 
     #[test]

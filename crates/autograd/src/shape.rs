@@ -3,18 +3,59 @@
 //! A shape is a short list of extents kept inline (no heap allocation up to rank 4).
 //! Broadcasting follows NumPy/PyTorch: shapes are aligned on the right, and an axis
 //! of extent 1 stretches to match the other operand.
+//!
+//! Shape arithmetic never wraps. A shape is *valid* when the product of its extents,
+//! with zeros counted as ones, is at most [`MAX_ELEMENTS`]; every tensor's shape is
+//! valid (each place a shape enters checks it with [`try_numel`]), so every element
+//! count, stride and offset computed from it fits in a `usize`, and an `isize` too.
+//! Counting zeros as ones matters: `[0, 2^40, 2^40]` holds no element, but its
+//! outer stride 2^80 would wrap.
 
 use smallvec::SmallVec;
+
+use crate::error::{Result, TensorError};
 
 /// Extents of a row-major tensor, outermost first. Rank ≤ 4 lives inline.
 pub type Shape = SmallVec<[usize; 4]>;
 
-/// Number of elements of a shape (1 for a scalar's empty shape).
-pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+/// Most elements a tensor may have: its f32 buffer must fit in `isize::MAX` bytes,
+/// Rust's limit for one allocation (2⁶¹ − 1 on 64-bit targets).
+pub const MAX_ELEMENTS: usize = isize::MAX as usize / std::mem::size_of::<f32>();
+
+/// Number of elements of a shape (1 for a scalar's empty shape), or `None` when the
+/// shape is not valid: the product of its extents, zeros counted as ones, overflows or
+/// exceeds [`MAX_ELEMENTS`].
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    let mut bound = 1usize;
+    let mut count = 1usize;
+    for &d in shape {
+        bound = bound.checked_mul(d.max(1)).filter(|&b| b <= MAX_ELEMENTS)?;
+        count *= d; // ≤ bound: cannot overflow
+    }
+    Some(count)
 }
 
-/// Row-major strides (in elements) of a contiguous tensor of this shape.
+/// [`checked_numel`] with an error naming the op and the shape.
+pub fn try_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
+    checked_numel(shape).ok_or_else(|| TensorError::ShapeTooLarge {
+        op,
+        shape: shape.to_vec(),
+    })
+}
+
+/// Number of elements of a valid shape, such as any tensor's or a part of one (1 for a
+/// scalar's empty shape). Panics, rather than wrapping, on a shape that is not valid:
+/// shapes from outside go through [`try_numel`] first.
+#[track_caller]
+pub fn numel(shape: &[usize]) -> usize {
+    match checked_numel(shape) {
+        Some(n) => n,
+        None => panic!("shape {shape:?} is too large: the product of its extents overflows"),
+    }
+}
+
+/// Row-major strides (in elements) of a contiguous tensor of this shape, which must be
+/// valid (see the module's note), so no stride overflows.
 pub fn contiguous_strides(shape: &[usize]) -> Shape {
     let mut strides: Shape = smallvec::smallvec![0; shape.len()];
     let mut acc = 1;
@@ -26,7 +67,8 @@ pub fn contiguous_strides(shape: &[usize]) -> Shape {
 }
 
 /// The shape two operands broadcast to, or `None` when some aligned pair of axes
-/// differs and neither is 1.
+/// differs and neither is 1. The result may be too large even when both operands are
+/// valid (`[2^32, 1]` with `[1, 2^32]`): callers check it with [`try_numel`].
 pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Shape> {
     let rank = a.len().max(b.len());
     let mut out: Shape = smallvec::smallvec![0; rank];
@@ -52,7 +94,7 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Shape> {
 }
 
 /// Strides that read a tensor of shape `from` as if it had the (broadcast) shape `to`:
-/// stretched axes get stride 0. `from` must broadcast to `to`.
+/// stretched axes get stride 0. `from` must broadcast to `to`, and both be valid.
 pub fn broadcast_strides(from: &[usize], to: &[usize]) -> Shape {
     let own = contiguous_strides(from);
     let offset = to.len() - from.len();
@@ -124,6 +166,34 @@ mod tests {
         assert_eq!(broadcast_shapes(&[1], &[5, 1]).unwrap().as_slice(), &[5, 1]);
         assert_eq!(broadcast_shapes(&[], &[2]).unwrap().as_slice(), &[2]);
         assert!(broadcast_shapes(&[3, 4], &[3]).is_none());
+    }
+
+    #[test]
+    fn element_counts_never_wrap() {
+        assert_eq!(checked_numel(&[]), Some(1));
+        assert_eq!(checked_numel(&[2, 0, 3]), Some(0));
+        assert_eq!(checked_numel(&[3, 4]), Some(12));
+        // The shapes: each wraps to a small count with a plain product.
+        let k = (1usize << 62) + 1;
+        assert_eq!(checked_numel(&[100, k]), None);
+        assert_eq!(checked_numel(&[1 << 32, 1 << 32, 2]), None);
+        assert_eq!(checked_numel(&[3, 6148914691236517206]), None);
+        // Empty but with an outer stride that would wrap.
+        assert_eq!(checked_numel(&[0, 1 << 40, 1 << 40]), None);
+        assert_eq!(checked_numel(&[MAX_ELEMENTS]), Some(MAX_ELEMENTS));
+        assert_eq!(checked_numel(&[MAX_ELEMENTS + 1]), None);
+        assert_eq!(checked_numel(&[usize::MAX]), None);
+        let err = try_numel("zeros", &[1 << 32, 1 << 32, 2]).unwrap_err();
+        assert!(
+            err.to_string().contains("zeros")
+                && err.to_string().contains("[4294967296, 4294967296, 2]")
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "too large")]
+    fn numel_panics_instead_of_wrapping() {
+        numel(&[3, 6148914691236517206]);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use rand_distr::{Distribution, Normal, Uniform};
 
 use crate::error::{or_panic, Result, TensorError};
 use crate::pool;
-use crate::shape::{numel, Shape};
+use crate::shape::{checked_numel, numel, try_numel, Shape};
 use crate::tape::{self, NodeId};
 
 /// A parameter's data and gradient, borrowed together (see [`Tensor::data_and_grad_mut`]).
@@ -55,8 +55,18 @@ pub fn live_tensors() -> usize {
 
 impl Tensor {
     /// Wraps a buffer whose length the caller has already checked against `shape`.
+    ///
+    /// Every tensor is made here, so this is where the invariant that a tensor's shape
+    /// is valid (its element count and strides cannot wrap, see [`crate::shape`]) is
+    /// enforced. Shapes from outside are checked with an `Err` before they get here;
+    /// this assert (a few multiplications) stops any path that forgot, in every build.
+    #[track_caller]
     pub(crate) fn from_parts(data: Vec<f32>, shape: Shape) -> Tensor {
-        debug_assert_eq!(data.len(), numel(&shape));
+        assert!(
+            checked_numel(&shape) == Some(data.len()),
+            "tensor of shape {shape:?} built from {} elements",
+            data.len()
+        );
         LIVE.with(|n| n.set(n.get() + 1));
         Tensor(Rc::new(Inner {
             data: RefCell::new(data),
@@ -69,48 +79,78 @@ impl Tensor {
 
     /// A tensor of `shape` holding `data` in row-major order.
     ///
-    /// Fails when `data.len()` is not the product of `shape`.
+    /// Fails when `data.len()` is not the product of `shape`, or when the product
+    /// overflows (see [`crate::shape::checked_numel`]).
     pub fn from_vec(data: Vec<f32>, shape: &[usize]) -> Result<Tensor> {
-        if data.len() != numel(shape) {
+        let expected = try_numel("from_vec", shape)?;
+        if data.len() != expected {
             return Err(TensorError::LengthMismatch {
                 op: "from_vec",
-                expected: numel(shape),
+                expected,
                 got: data.len(),
             });
         }
         Ok(Tensor::from_parts(data, Shape::from_slice(shape)))
     }
 
-    /// A tensor of `shape` copied from a slice.
+    /// A tensor of `shape` copied from a slice; fails as [`Tensor::from_vec`] does, or
+    /// when the copy cannot be allocated.
     pub fn from_slice(data: &[f32], shape: &[usize]) -> Result<Tensor> {
-        if data.len() != numel(shape) {
+        let expected = try_numel("from_slice", shape)?;
+        if data.len() != expected {
             return Err(TensorError::LengthMismatch {
                 op: "from_slice",
-                expected: numel(shape),
+                expected,
                 got: data.len(),
             });
         }
-        Ok(Tensor::from_parts(
-            pool::copy_of(data),
-            Shape::from_slice(shape),
-        ))
+        let mut copy = pool::try_take("from_slice", data.len())?;
+        copy.extend_from_slice(data);
+        Ok(Tensor::from_parts(copy, Shape::from_slice(shape)))
     }
 
-    /// A tensor of `shape` with every element `value`.
+    /// `shape` filled with `value`, or an error naming `op` and the shape when it is too
+    /// large or its buffer cannot be allocated.
+    fn try_filled(op: &'static str, shape: &[usize], value: f32) -> Result<Tensor> {
+        let n = try_numel(op, shape)?;
+        let mut data = pool::try_take(op, n)?;
+        data.resize(n, value);
+        Ok(Tensor::from_parts(data, Shape::from_slice(shape)))
+    }
+
+    /// A tensor of `shape` with every element `value`, or an error when the shape's
+    /// element count overflows or the memory cannot be had.
+    pub fn try_full(shape: &[usize], value: f32) -> Result<Tensor> {
+        Tensor::try_filled("full", shape, value)
+    }
+
+    /// A tensor of `shape` with every element `value`. Panics with a message naming the
+    /// shape where [`Tensor::try_full`] fails.
+    #[track_caller]
     pub fn full(shape: &[usize], value: f32) -> Tensor {
-        let mut data = pool::take(numel(shape));
-        data.resize(numel(shape), value);
-        Tensor::from_parts(data, Shape::from_slice(shape))
+        or_panic(Tensor::try_full(shape, value))
     }
 
-    /// A tensor of zeros.
+    /// A tensor of zeros, or an error as [`Tensor::try_full`].
+    pub fn try_zeros(shape: &[usize]) -> Result<Tensor> {
+        Tensor::try_filled("zeros", shape, 0.0)
+    }
+
+    /// A tensor of zeros. Panics where [`Tensor::try_zeros`] fails.
+    #[track_caller]
     pub fn zeros(shape: &[usize]) -> Tensor {
-        Tensor::full(shape, 0.0)
+        or_panic(Tensor::try_zeros(shape))
     }
 
-    /// A tensor of ones.
+    /// A tensor of ones, or an error as [`Tensor::try_full`].
+    pub fn try_ones(shape: &[usize]) -> Result<Tensor> {
+        Tensor::try_filled("ones", shape, 1.0)
+    }
+
+    /// A tensor of ones. Panics where [`Tensor::try_ones`] fails.
+    #[track_caller]
     pub fn ones(shape: &[usize]) -> Tensor {
-        Tensor::full(shape, 1.0)
+        or_panic(Tensor::try_ones(shape))
     }
 
     /// A zero-dimensional tensor holding one value.
@@ -129,24 +169,29 @@ impl Tensor {
                 ),
             });
         }
+        // `as` saturates, and an over-long count is refused by `try_numel`.
         let count = ((end - start) / step).ceil().max(0.0) as usize;
-        let data = (0..count)
-            .map(|i| start + i as f32 * step)
-            .collect::<Vec<_>>();
+        try_numel("arange", &[count])?;
+        let mut data = pool::try_take("arange", count)?;
+        data.extend((0..count).map(|i| start + i as f32 * step));
         Ok(Tensor::from_parts(data, Shape::from_slice(&[count])))
     }
 
-    /// Samples from U(low, high) drawn from the caller's seeded generator.
+    /// Samples from U(low, high) drawn from the caller's seeded generator. Fails on a bad
+    /// range, a shape whose element count overflows, or memory that cannot be had.
     pub fn uniform(shape: &[usize], low: f32, high: f32, rng: &mut impl Rng) -> Result<Tensor> {
         let dist = Uniform::new(low, high).map_err(|e| TensorError::InvalidArgument {
             op: "uniform",
             reason: format!("bad range {low}..{high}: {e}"),
         })?;
-        let data = (0..numel(shape)).map(|_| dist.sample(rng)).collect();
+        let n = try_numel("uniform", shape)?;
+        let mut data = pool::try_take("uniform", n)?;
+        data.extend((0..n).map(|_| dist.sample(rng)));
         Ok(Tensor::from_parts(data, Shape::from_slice(shape)))
     }
 
-    /// Samples from N(mean, std²) drawn from the caller's seeded generator.
+    /// Samples from N(mean, std²) drawn from the caller's seeded generator. Fails as
+    /// [`Tensor::uniform`] does.
     pub fn normal(shape: &[usize], mean: f32, std: f32, rng: &mut impl Rng) -> Result<Tensor> {
         if !(std >= 0.0 && std.is_finite() && mean.is_finite()) {
             return Err(TensorError::InvalidArgument {
@@ -160,7 +205,9 @@ impl Tensor {
             op: "normal",
             reason: format!("bad std {std}: {e}"),
         })?;
-        let data = (0..numel(shape)).map(|_| dist.sample(rng)).collect();
+        let n = try_numel("normal", shape)?;
+        let mut data = pool::try_take("normal", n)?;
+        data.extend((0..n).map(|_| dist.sample(rng)));
         Ok(Tensor::from_parts(data, Shape::from_slice(shape)))
     }
 

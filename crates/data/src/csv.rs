@@ -17,6 +17,26 @@ pub struct Table {
 }
 
 impl Table {
+    /// Parses CSV bytes, which must be UTF-8: a bad byte is an error naming its line and
+    /// column (the std message names neither).
+    pub fn parse_bytes(bytes: &[u8]) -> Result<Table, DataError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let offset = e.valid_up_to();
+            let before = &bytes[..offset];
+            let line_start = before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |i| i + 1);
+            DataError::InvalidUtf8 {
+                line: before.iter().filter(|&&b| b == b'\n').count() + 1,
+                column: before[line_start..].iter().filter(|&&b| b == b',').count() + 1,
+                offset,
+                byte: bytes[offset],
+            }
+        })?;
+        Table::parse(text)
+    }
+
     /// Parses CSV text. Blank lines are skipped; every other line must have as many
     /// numeric fields as the header.
     pub fn parse(text: &str) -> Result<Table, DataError> {
@@ -86,11 +106,11 @@ impl Table {
 /// Reads and parses a CSV file; errors name the file.
 pub fn read_csv(path: impl AsRef<Path>) -> Result<Table, DataError> {
     let path = path.as_ref();
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::Io {
+    let bytes = std::fs::read(path).map_err(|e| DataError::Io {
         path: path.display().to_string(),
         message: e.to_string(),
     })?;
-    Table::parse(&text).map_err(|e| DataError::InFile {
+    Table::parse_bytes(&bytes).map_err(|e| DataError::InFile {
         path: path.display().to_string(),
         error: Box::new(e),
     })

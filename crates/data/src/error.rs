@@ -37,6 +37,17 @@ pub enum DataError {
         /// The offending text.
         text: String,
     },
+    /// A byte sequence that is not UTF-8.
+    InvalidUtf8 {
+        /// 1-based line number.
+        line: usize,
+        /// 1-based column (field) number, counted as the other CSV errors count it.
+        column: usize,
+        /// 0-based offset of the first bad byte in the file.
+        offset: usize,
+        /// The first bad byte.
+        byte: u8,
+    },
     /// A parse error in a named file.
     InFile {
         /// The file.
@@ -68,6 +79,15 @@ impl fmt::Display for DataError {
             DataError::NotANumber { line, column, text } => {
                 write!(f, "line {line}, column {column}: {text:?} is not a number")
             }
+            DataError::InvalidUtf8 {
+                line,
+                column,
+                offset,
+                byte,
+            } => write!(
+                f,
+                "line {line}, column {column}: invalid UTF-8 (byte {byte:#04x} at offset {offset})"
+            ),
             DataError::InFile { path, error } => write!(f, "{path}: {error}"),
             DataError::InvalidArgument(reason) => write!(f, "{reason}"),
             DataError::Tensor(e) => write!(f, "{e}"),

@@ -110,9 +110,12 @@ impl Checkpoint {
         format::encode(self)
     }
 
-    /// Decodes a file's bytes; any damage is an error saying which.
+    /// Decodes a file's bytes; any damage is an error saying which, including a
+    /// tensor whose shape cannot be (see [`StateDict::validate`]).
     pub fn from_bytes(bytes: &[u8]) -> Result<Checkpoint, IoError> {
-        format::decode(bytes)
+        let checkpoint: Checkpoint = format::decode(bytes)?;
+        checkpoint.model.validate()?;
+        Ok(checkpoint)
     }
 
     /// Saves atomically: a crash mid-save leaves the previous file intact.

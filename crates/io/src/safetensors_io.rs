@@ -56,7 +56,11 @@ pub fn from_safetensors(bytes: &[u8]) -> Result<StateDict, IoError> {
     }
     // safetensors stores names sorted; keep a stable order for reproducible files.
     tensors.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(StateDict { tensors })
+    let state = StateDict { tensors };
+    // The safetensors crate checks shapes against byte ranges; check them against what
+    // a tapegrad tensor can hold too, so no caller meets a shape whose count wraps.
+    state.validate()?;
+    Ok(state)
 }
 
 /// Writes a model's parameters as a safetensors file (atomically).

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use tapegrad_autograd::shape::checked_numel;
 use tapegrad_autograd::Tensor;
 use tapegrad_nn::Module;
 
@@ -44,22 +45,27 @@ impl StateDict {
         StateDict { tensors }
     }
 
+    /// Checks what a file cannot be trusted to get right: every shape is one a tensor
+    /// can have (the product of its extents does not overflow, see
+    /// [`tapegrad_autograd::shape::checked_numel`]) and holds exactly as many values as
+    /// it says. Loaders call it, so a decoded state never carries a shape whose element
+    /// count wraps around to the length of its data.
+    pub fn validate(&self) -> Result<(), IoError> {
+        for t in &self.tensors {
+            if let Some(problem) = shape_problem(t) {
+                return Err(IoError::Corrupt(problem));
+            }
+        }
+        Ok(())
+    }
+
     /// Copies the values into `model`'s parameters in place (optimizers holding them see
     /// the new values). Nothing is changed unless every name and shape fits; otherwise
     /// the error lists each missing, unexpected or mis-shaped parameter.
     pub fn load_into(&self, model: &dyn Module) -> Result<(), IoError> {
         let params = model.named_parameters();
         let mut problems = Vec::new();
-        for t in &self.tensors {
-            if t.data.len() != t.shape.iter().product::<usize>() {
-                problems.push(format!(
-                    "{}: {} values for shape {:?}",
-                    t.name,
-                    t.data.len(),
-                    t.shape
-                ));
-            }
-        }
+        problems.extend(self.tensors.iter().filter_map(shape_problem));
         for (name, p) in &params {
             match self.tensors.iter().find(|t| &t.name == name) {
                 None => problems.push(format!("{name}: missing from the saved state")),
@@ -97,6 +103,23 @@ impl StateDict {
     }
 }
 
+/// What is wrong with a named tensor's shape, if anything.
+fn shape_problem(t: &NamedTensor) -> Option<String> {
+    match checked_numel(&t.shape) {
+        None => Some(format!(
+            "{}: shape {:?} is too large: the product of its extents overflows",
+            t.name, t.shape
+        )),
+        Some(n) if n != t.data.len() => Some(format!(
+            "{}: {} values for shape {:?}",
+            t.name,
+            t.data.len(),
+            t.shape
+        )),
+        Some(_) => None,
+    }
+}
+
 /// Saves a model's parameters to `path` (atomically, in tapegrad's checkpoint format).
 pub fn save_state_dict(model: &dyn Module, path: impl AsRef<Path>) -> Result<(), IoError> {
     write_atomic(
@@ -108,5 +131,6 @@ pub fn save_state_dict(model: &dyn Module, path: impl AsRef<Path>) -> Result<(),
 /// Loads parameters saved by [`save_state_dict`] into `model`.
 pub fn load_state_dict(model: &dyn Module, path: impl AsRef<Path>) -> Result<(), IoError> {
     let state: StateDict = format::decode(&read_file(path.as_ref())?)?;
+    state.validate()?;
     state.load_into(model)
 }

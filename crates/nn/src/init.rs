@@ -16,6 +16,8 @@ pub fn fans(shape: &[usize]) -> Result<(usize, usize)> {
             reason: format!("fan in and fan out need at least 2 dimensions, got shape {shape:?}"),
         });
     }
+    // A valid shape keeps every product below (fan_in, fan_out, their sum) from wrapping.
+    tapegrad_autograd::shape::try_numel("init", shape)?;
     let receptive: usize = shape[2..].iter().product();
     Ok((shape[1] * receptive, shape[0] * receptive))
 }

@@ -8,7 +8,8 @@
 use crate::error::{or_panic, Result, TensorError};
 use crate::pool;
 use crate::shape::{
-    broadcast_shapes, broadcast_strides, contiguous_strides, for_each_offset2, numel, Shape,
+    broadcast_shapes, broadcast_strides, contiguous_strides, for_each_offset2, numel, try_numel,
+    Shape,
 };
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
@@ -157,6 +158,8 @@ impl Tensor {
                 detail: "cannot broadcast {} with {}",
             }
         })?;
+        // Two valid operands can broadcast to a shape that is not ([2^32, 1] with [1, 2^32]).
+        try_numel(op.name(), &out_shape)?;
         let data = {
             let (a, b) = (self.data(), rhs.data());
             match op {

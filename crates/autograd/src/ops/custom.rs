@@ -6,7 +6,7 @@
 //! needed for speed or to match PyTorch's formula at the edges (BCE's clamped log).
 
 use crate::error::{Result, TensorError};
-use crate::shape::{numel, Shape};
+use crate::shape::{try_numel, Shape};
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
 
@@ -56,10 +56,11 @@ pub fn custom_op(
     shape: &[usize],
     backward: impl Fn(&[f32]) -> Vec<Option<Vec<f32>>> + 'static,
 ) -> Result<Tensor> {
-    if data.len() != numel(shape) {
+    let expected = try_numel(name, shape)?;
+    if data.len() != expected {
         return Err(TensorError::LengthMismatch {
             op: name,
-            expected: numel(shape),
+            expected,
             got: data.len(),
         });
     }

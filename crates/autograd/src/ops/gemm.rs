@@ -87,10 +87,21 @@ impl<'a> MatRef<'a> {
         Packed::Owned(out)
     }
 
-    fn fits(&self, rows: usize, cols: usize) -> bool {
-        rows == 0
-            || cols == 0
-            || (rows - 1) * self.row_stride + (cols - 1) * self.col_stride < self.data.len()
+    /// Whether every element of a `rows × cols` view lies inside `data`. The offset of
+    /// the last element is computed with checked arithmetic: a wrapped product would
+    /// pass the test and send the unsafe kernels outside the slice. Strides go to the
+    /// GEMM crate as `isize`, so they must fit one.
+    pub(crate) fn fits(&self, rows: usize, cols: usize) -> bool {
+        if rows == 0 || cols == 0 {
+            return true;
+        }
+        let strides_fit =
+            self.row_stride <= isize::MAX as usize && self.col_stride <= isize::MAX as usize;
+        let last = (rows - 1)
+            .checked_mul(self.row_stride)
+            .zip((cols - 1).checked_mul(self.col_stride))
+            .and_then(|(r, c)| r.checked_add(c));
+        strides_fit && last.is_some_and(|last| last < self.data.len())
     }
 }
 
@@ -106,7 +117,7 @@ pub(crate) fn gemm_into(
     accumulate: bool,
 ) {
     assert!(
-        dst.len() >= m * n && a.fits(m, k) && b.fits(k, n),
+        m.checked_mul(n).is_some_and(|mn| dst.len() >= mn) && a.fits(m, k) && b.fits(k, n),
         "gemm_into: operand out of bounds"
     );
     if m == 0 || n == 0 {
@@ -118,13 +129,13 @@ pub(crate) fn gemm_into(
         }
         return;
     }
-    if m * n * k <= SMALL_PRODUCT {
+    if (m * n).saturating_mul(k) <= SMALL_PRODUCT {
         small_gemm(n, k, a, b, &mut dst[..m * n], accumulate);
         return;
     }
     let threads = num_threads();
     let mut parallelism = gemm::Parallelism::None;
-    if threads > 1 && m * n * k >= PARALLEL_THRESHOLD {
+    if threads > 1 && (m * n).saturating_mul(k) >= PARALLEL_THRESHOLD {
         if m.min(n) >= SHARED_PACKING_MIN {
             // Both sides long: the crate's own threading shares one packed copy of each
             // operand between threads (measured 290 vs 240 GFLOP/s at 256³ on 2 threads).

@@ -7,7 +7,7 @@
 use crate::error::{or_panic, Result, TensorError};
 use crate::ops::gemm::{gemm_into, MatRef};
 use crate::pool;
-use crate::shape::Shape;
+use crate::shape::{try_numel, Shape};
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
 
@@ -53,6 +53,8 @@ fn matmul_dims(a: &[usize], b: &[usize]) -> Result<(Dims, Shape)> {
     } else {
         Shape::from_slice(&[dims.batch(), m, n])
     };
+    // Valid operands can still make an output that is not: [2^40, 0] · [0, 2^40].
+    try_numel("matmul", &shape)?;
     Ok((dims, shape))
 }
 
@@ -285,6 +287,10 @@ impl Tensor {
                 });
             }
         }
+        let mut shape = self.0.shape.clone();
+        *shape.last_mut().expect("rank checked above") = outf;
+        // [2^40, 0] inputs to a [2^40, 0] weight make an output that is too large.
+        try_numel("linear", &shape)?;
         let rows = leading_rows(self.shape());
         let mut out = pool::take(rows * outf);
         match bias {
@@ -305,8 +311,6 @@ impl Tensor {
             &mut out,
             bias.is_some(),
         );
-        let mut shape = self.0.shape.clone();
-        *shape.last_mut().expect("rank checked above") = outf;
         let out = Tensor::from_parts(out, shape);
         let inputs: &[&Tensor] = match bias {
             Some(b) => &[self, weight, b],

@@ -9,3 +9,6 @@ pub(crate) mod movement;
 pub(crate) mod operators;
 pub(crate) mod reduce;
 pub(crate) mod unary;
+
+#[cfg(test)]
+mod gemm_bounds_tests;

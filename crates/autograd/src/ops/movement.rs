@@ -11,7 +11,8 @@ use crate::ops::binary::sum_to_shape;
 use crate::ops::reduce::{check_axis, AxisView};
 use crate::pool;
 use crate::shape::{
-    broadcast_shapes, broadcast_strides, contiguous_strides, for_each_offset2, numel, Shape,
+    broadcast_shapes, broadcast_strides, checked_numel, contiguous_strides, for_each_offset2,
+    numel, try_numel, Shape,
 };
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
@@ -116,9 +117,11 @@ impl Tensor {
         tape::record(out, &[self], || Op::Movement(make()))
     }
 
-    /// The same elements under another shape with the same element count.
+    /// The same elements under another shape with the same element count. A shape whose
+    /// element count overflows is an error, not a count that wraps to this one's.
     pub fn try_reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        if numel(shape) != self.numel() {
+        try_numel("reshape", shape)?;
+        if checked_numel(shape) != Some(self.numel()) {
             return Err(TensorError::ShapeMismatch {
                 op: "reshape",
                 lhs: self.shape().to_vec(),
@@ -213,6 +216,7 @@ impl Tensor {
 
     /// Repeats the tensor along axes of length 1 (and new leading axes) to `shape`.
     pub fn try_broadcast_to(&self, shape: &[usize]) -> Result<Tensor> {
+        let n = try_numel("broadcast_to", shape)?;
         let fits = broadcast_shapes(self.shape(), shape).is_some_and(|s| s.as_slice() == shape);
         if !fits {
             return Err(TensorError::ShapeMismatch {
@@ -223,7 +227,13 @@ impl Tensor {
             });
         }
         let strides = broadcast_strides(self.shape(), shape);
-        let data = strided_copy(&self.data(), shape, &strides);
+        // The output may be far larger than the input: allocate it fallibly.
+        let mut data = pool::try_take("broadcast_to", n)?;
+        let zeros: Shape = smallvec::smallvec![0; shape.len()];
+        {
+            let x = self.data();
+            for_each_offset2(shape, &strides, &zeros, |i, _| data.push(x[i]));
+        }
         Ok(self.record_movement(data, Shape::from_slice(shape), || {
             MovementRecord::BroadcastTo {
                 input: self.clone(),
@@ -250,16 +260,24 @@ impl Tensor {
                 len: v.len(),
             });
         }
-        let mut sources = Vec::with_capacity(v.outer() * indices.len() * v.inner());
+        let mut shape = self.0.shape.clone();
+        shape[axis] = indices.len();
+        // Many indices into a long axis of an empty tensor can make a shape that wraps.
+        let n = try_numel("index_select", &shape)?;
+        let mut sources = Vec::new();
+        sources
+            .try_reserve_exact(n)
+            .map_err(|_| TensorError::OutOfMemory {
+                op: "index_select",
+                elements: n,
+            })?;
         for o in 0..v.outer() {
             for &i in indices {
                 let start = (o * v.len() + i) * v.inner();
                 sources.extend(start..start + v.inner());
             }
         }
-        let mut shape = self.0.shape.clone();
-        shape[axis] = indices.len();
-        Ok(self.select(sources, shape))
+        self.select("index_select", sources, shape)
     }
 
     /// index_select; panics on a bad axis or index.
@@ -275,10 +293,13 @@ impl Tensor {
     pub fn try_gather(&self, axis: usize, indices: &[usize], k: usize) -> Result<Tensor> {
         check_axis("gather", self.shape(), axis)?;
         let v = AxisView::new(self.shape(), axis);
-        if indices.len() != v.outer() * k * v.inner() {
+        let mut shape = self.0.shape.clone();
+        shape[axis] = k;
+        let expected = try_numel("gather", &shape)?;
+        if indices.len() != expected {
             return Err(TensorError::LengthMismatch {
                 op: "gather",
-                expected: v.outer() * k * v.inner(),
+                expected,
                 got: indices.len(),
             });
         }
@@ -294,9 +315,7 @@ impl Tensor {
             let (o, rest) = (n / (k * v.inner()), n % v.inner());
             sources.push((o * v.len() + i) * v.inner() + rest);
         }
-        let mut shape = self.0.shape.clone();
-        shape[axis] = k;
-        Ok(self.select(sources, shape))
+        self.select("gather", sources, shape)
     }
 
     /// gather; panics on a bad axis, index or index count.
@@ -305,17 +324,19 @@ impl Tensor {
         or_panic(self.try_gather(axis, indices, k))
     }
 
-    fn select(&self, sources: Vec<usize>, shape: Shape) -> Tensor {
+    fn select(&self, op: &'static str, sources: Vec<usize>, shape: Shape) -> Result<Tensor> {
         let data = {
             let x = self.data();
-            let mut out = pool::take(sources.len());
+            let mut out = pool::try_take(op, sources.len())?;
             out.extend(sources.iter().map(|&s| x[s]));
             out
         };
-        self.record_movement(data, shape, || MovementRecord::Select {
-            input: self.clone(),
-            sources,
-        })
+        Ok(
+            self.record_movement(data, shape, || MovementRecord::Select {
+                input: self.clone(),
+                sources,
+            }),
+        )
     }
 
     /// Joins tensors along `axis`; all other axes must match.
@@ -342,8 +363,16 @@ impl Tensor {
         }
         let outer = numel(&first.shape()[..axis]);
         let mut shape = first.0.shape.clone();
-        shape[axis] = tensors.iter().map(|t| t.shape()[axis]).sum();
-        let mut data = pool::take(numel(&shape));
+        let too_large = |shape: Vec<usize>| TensorError::ShapeTooLarge {
+            op: "concat",
+            shape,
+        };
+        shape[axis] = tensors
+            .iter()
+            .try_fold(0usize, |sum, t| sum.checked_add(t.shape()[axis]))
+            .ok_or_else(|| too_large(first.shape().to_vec()))?;
+        let n = try_numel("concat", &shape)?;
+        let mut data = pool::try_take("concat", n)?;
         let parts: Vec<_> = tensors.iter().map(|t| t.data()).collect();
         for o in 0..outer {
             for (t, part) in tensors.iter().zip(&parts) {
