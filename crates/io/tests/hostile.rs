@@ -32,9 +32,9 @@ fn repro_state() -> StateDict {
 fn tiny_model() -> Sequential {
     let mut rng = StdRng::seed_from_u64(5);
     Sequential::new()
-        .add(Linear::new(2, 3, &mut rng).unwrap())
+        .add(Linear::new_with_rng(2, 3, &mut rng).unwrap())
         .add(Relu)
-        .add(Linear::new(3, 1, &mut rng).unwrap())
+        .add(Linear::new_with_rng(3, 1, &mut rng).unwrap())
 }
 
 fn temp_file(name: &str) -> std::path::PathBuf {
