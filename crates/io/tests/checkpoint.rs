@@ -253,8 +253,8 @@ fn a_save_killed_at_any_moment_leaves_the_last_checkpoint() {
     remove_stale_temporaries(&dir);
 }
 
-/// Temporaries of killed saves stay behind (a save never deletes another process's
-/// file); the test cleans its own.
+/// Temporaries of killed saves stay behind until they are a minute old (the next save
+/// after that removes them, see `atomic.rs`); the test cleans its own.
 fn remove_stale_temporaries(dir: &Path) {
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         if entry.file_name().to_string_lossy().contains(".tmp-") {
