@@ -16,6 +16,7 @@
 //!
 //! See `docs/architecture.md` for the floor plan and the recipe for adding an op.
 
+mod anomaly;
 pub mod cpu;
 mod error;
 mod gradcheck;
@@ -26,6 +27,7 @@ pub mod shape;
 mod tape;
 mod tensor;
 
+pub use anomaly::{detect_anomaly, is_anomaly_enabled, set_detect_anomaly};
 pub use error::{or_panic, Result, TensorError};
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckReport};
 pub use ops::custom::{custom_op, BackwardFn};

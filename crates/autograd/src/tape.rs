@@ -9,7 +9,9 @@
 //! on, so a stale output can be told apart from a live one.
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 
+use crate::anomaly::{is_anomaly_enabled, non_finite};
 use crate::error::{Result, TensorError};
 use crate::ops::{binary, custom, linalg, movement, reduce, unary};
 use crate::pool;
@@ -32,13 +34,43 @@ pub(crate) enum Op {
     Custom(custom::CustomRecord),
 }
 
+impl Op {
+    /// The op's name, for anomaly reports.
+    fn name(&self) -> String {
+        match self {
+            Op::Unary(r) => r.name(),
+            Op::Binary(r) => r.name(),
+            Op::Linalg(r) => r.name(),
+            Op::Reduce(r) => r.name(),
+            Op::Movement(r) => r.name(),
+            Op::Custom(r) => r.name(),
+        }
+    }
+}
+
 struct Tape {
     nodes: Vec<Op>,
     generation: u32,
+    /// Recent generations ended by [`clear_tape`] rather than by a backward, so that a
+    /// backward through one of them says what released it.
+    cleared: VecDeque<u32>,
+    /// In anomaly mode: the first recorded op of this generation whose output is not
+    /// finite, as the message backward will fail with.
+    anomaly: Option<String>,
 }
 
+/// How many cleared generations are remembered for the error message.
+const CLEARED_MEMORY: usize = 64;
+
 thread_local! {
-    static TAPE: RefCell<Tape> = const { RefCell::new(Tape { nodes: Vec::new(), generation: 0 }) };
+    static TAPE: RefCell<Tape> = const {
+        RefCell::new(Tape {
+            nodes: Vec::new(),
+            generation: 0,
+            cleared: VecDeque::new(),
+            anomaly: None,
+        })
+    };
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
 }
 
@@ -57,7 +89,13 @@ pub fn tape_len() -> usize {
 pub fn clear_tape() {
     let nodes = TAPE.with(|t| {
         let mut tape = t.borrow_mut();
-        tape.generation = tape.generation.wrapping_add(1);
+        let ended = tape.generation;
+        if tape.cleared.len() == CLEARED_MEMORY {
+            tape.cleared.pop_front();
+        }
+        tape.cleared.push_back(ended);
+        tape.anomaly = None;
+        tape.generation = ended.wrapping_add(1);
         std::mem::take(&mut tape.nodes)
     });
     drop(nodes);
@@ -103,7 +141,18 @@ pub(crate) fn record(out: Tensor, inputs: &[&Tensor], make_op: impl FnOnce() -> 
                 index: tape.nodes.len() as u32,
                 generation: tape.generation,
             };
-            tape.nodes.push(make_op());
+            let op = make_op();
+            if tape.anomaly.is_none() && is_anomaly_enabled() {
+                if let Some(kind) = non_finite(&out.data()) {
+                    tape.anomaly = Some(format!(
+                        "the output of `{}` (op {} of the tape, shape {:?}) holds {kind}",
+                        op.name(),
+                        id.index,
+                        out.shape()
+                    ));
+                }
+            }
+            tape.nodes.push(op);
             out.0.node.set(Some(id));
         });
     }
@@ -115,6 +164,10 @@ pub(crate) struct Grads {
     slots: Vec<Option<Vec<f32>>>,
     generation: u32,
     stale: bool,
+    /// Anomaly mode: check each gradient as it arrives.
+    check: bool,
+    /// The first gradient that was not finite: the input's shape and the kind of value.
+    anomaly: Option<(Vec<usize>, &'static str)>,
 }
 
 impl Grads {
@@ -127,6 +180,11 @@ impl Grads {
     /// `t` is a leaf that requires grad; a constant's gradient is recycled.
     pub(crate) fn add(&mut self, t: &Tensor, g: Vec<f32>) {
         debug_assert_eq!(g.len(), t.numel());
+        if self.check && self.anomaly.is_none() {
+            if let Some(kind) = non_finite(&g) {
+                self.anomaly = Some((t.shape().to_vec(), kind));
+            }
+        }
         match t.0.node.get() {
             Some(id) if id.generation == self.generation => {
                 let slot = &mut self.slots[id.index as usize];
@@ -166,28 +224,49 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
         }
         Some(id) => id,
     };
-    let (nodes, generation) = TAPE.with(|t| {
+    let (nodes, generation, forward_anomaly) = TAPE.with(|t| {
         let mut tape = t.borrow_mut();
         let generation = tape.generation;
         if id.generation != generation || id.index as usize >= tape.nodes.len() {
             return Err(TensorError::Backward(
-                "trying to backward through the graph a second time: its record was released \
+                if tape.cleared.contains(&id.generation) {
+                    "the graph's record was released by clear_tape() before this backward; \
+                 run the forward pass again"
+                        .into()
+                } else {
+                    "trying to backward through the graph a second time: its record was released \
                  by an earlier backward; run the forward pass again"
-                    .into(),
+                        .into()
+                },
             ));
         }
         tape.generation = generation.wrapping_add(1);
-        Ok((std::mem::take(&mut tape.nodes), generation))
+        let anomaly = tape.anomaly.take();
+        Ok((std::mem::take(&mut tape.nodes), generation, anomaly))
     })?;
 
+    let check = is_anomaly_enabled();
     let last = id.index as usize;
     let mut grads = Grads {
         slots: (0..=last).map(|_| None).collect(),
         generation,
         stale: false,
+        check,
+        anomaly: None,
     };
+    let mut anomaly = match forward_anomaly {
+        Some(found) if check => Some(found),
+        _ => None,
+    };
+    if check && anomaly.is_none() {
+        if let Some(kind) = non_finite(&seed) {
+            anomaly = Some(format!(
+                "the output gradient given to backward holds {kind}"
+            ));
+        }
+    }
     grads.slots[last] = Some(seed);
-    {
+    if anomaly.is_none() {
         // Backward rules may call tensor ops; they must not record.
         let _guard = no_grad_guard();
         for (index, op) in nodes[..=last].iter().enumerate().rev() {
@@ -203,6 +282,15 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
                 Op::Custom(r) => r.backward(&g, &mut grads),
             }
             pool::give(g);
+            if let Some((shape, kind)) = grads.anomaly.take() {
+                // Stop at the first bad gradient, as PyTorch's anomaly mode raises there.
+                anomaly = Some(format!(
+                    "the backward of `{}` (op {index} of the tape) computed a gradient \
+                     holding {kind} for its input of shape {shape:?}",
+                    op.name()
+                ));
+                break;
+            }
         }
     }
     let stale = grads.stale;
@@ -216,10 +304,13 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
             tape.nodes = nodes;
         }
     });
+    if let Some(found) = anomaly {
+        return Err(TensorError::Backward(format!("anomaly detected: {found}")));
+    }
     if stale {
         return Err(TensorError::Backward(
             "part of the graph runs through a tensor whose record was released by an earlier \
-             backward; gradients that reached it were dropped"
+             backward or by clear_tape(); gradients that reached it were dropped"
                 .into(),
         ));
     }

@@ -148,6 +148,13 @@ impl BinaryRecord {
     }
 }
 
+impl BinaryRecord {
+    /// The op's name for anomaly reports.
+    pub(crate) fn name(&self) -> String {
+        self.op.name().into()
+    }
+}
+
 impl Tensor {
     fn binary(&self, rhs: &Tensor, op: BinaryOp) -> Result<Tensor> {
         let out_shape = broadcast_shapes(self.shape(), rhs.shape()).ok_or_else(|| {

@@ -21,6 +21,11 @@ pub(crate) struct CustomRecord {
 }
 
 impl CustomRecord {
+    /// The name the caller gave [`custom_op`], for anomaly reports.
+    pub(crate) fn name(&self) -> String {
+        self.name.into()
+    }
+
     pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
         let input_grads = (self.backward)(g);
         assert_eq!(

@@ -236,6 +236,19 @@ impl LinalgRecord {
     }
 }
 
+impl LinalgRecord {
+    /// The op's name for anomaly reports.
+    pub(crate) fn name(&self) -> String {
+        // Variants added later fall to the family's name.
+        #[allow(unreachable_patterns)]
+        match self {
+            LinalgRecord::MatMul { .. } => "matmul".into(),
+            LinalgRecord::Linear { .. } => "linear".into(),
+            _ => "linalg op".into(),
+        }
+    }
+}
+
 impl Tensor {
     /// Matrix product of 2-D tensors, or batched over a leading axis of 3-D tensors (a
     /// batch of 1, or a 2-D operand, is broadcast across the other's batch).

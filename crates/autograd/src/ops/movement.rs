@@ -106,6 +106,22 @@ impl MovementRecord {
     }
 }
 
+impl MovementRecord {
+    /// The op's name for anomaly reports.
+    pub(crate) fn name(&self) -> String {
+        // Variants added later fall to the family's name.
+        #[allow(unreachable_patterns)]
+        match self {
+            MovementRecord::Reshape { .. } => "reshape".into(),
+            MovementRecord::Transpose { .. } => "transpose".into(),
+            MovementRecord::BroadcastTo { .. } => "broadcast_to".into(),
+            MovementRecord::Select { .. } => "index_select/gather".into(),
+            MovementRecord::Concat { .. } => "concat".into(),
+            _ => "movement op".into(),
+        }
+    }
+}
+
 impl Tensor {
     fn record_movement(
         &self,

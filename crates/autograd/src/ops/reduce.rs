@@ -199,6 +199,21 @@ impl ReduceRecord {
     }
 }
 
+impl ReduceRecord {
+    /// The op's name for anomaly reports.
+    pub(crate) fn name(&self) -> String {
+        // Variants added later fall to the family's name.
+        #[allow(unreachable_patterns)]
+        match self {
+            ReduceRecord::Sum { .. } => "sum/mean".into(),
+            ReduceRecord::Max { .. } => "max".into(),
+            ReduceRecord::Softmax { .. } => "softmax".into(),
+            ReduceRecord::LogSoftmax { .. } => "log_softmax".into(),
+            _ => "reduction".into(),
+        }
+    }
+}
+
 impl Tensor {
     fn record_sum(&self, data: Vec<f32>, shape: Shape, view: AxisView, scale: f32) -> Tensor {
         let out = Tensor::from_parts(data, shape);

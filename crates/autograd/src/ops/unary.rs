@@ -160,6 +160,13 @@ impl UnaryRecord {
     }
 }
 
+impl UnaryRecord {
+    /// The op's name for anomaly reports, e.g. `Relu` or `Pow(2.0)`.
+    pub(crate) fn name(&self) -> String {
+        format!("{:?}", self.op)
+    }
+}
+
 impl Tensor {
     pub(crate) fn unary(&self, op: UnaryOp) -> Tensor {
         let out = Tensor::from_parts(op.forward(&self.data()), self.0.shape.clone());
