@@ -119,6 +119,7 @@ impl Optimizer for Adagrad {
     }
 
     fn set_lr(&mut self, lr: f64) {
+        crate::error::or_panic_lr(lr);
         self.config.lr = lr;
     }
 

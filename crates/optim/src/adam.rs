@@ -293,6 +293,7 @@ impl Optimizer for Adam {
     }
 
     fn set_lr(&mut self, lr: f64) {
+        crate::error::or_panic_lr(lr);
         self.config.lr = lr;
     }
 

@@ -90,6 +90,7 @@ impl Optimizer for AdamW {
     }
 
     fn set_lr(&mut self, lr: f64) {
+        crate::error::or_panic_lr(lr);
         self.config.lr = lr;
     }
 

@@ -3,6 +3,8 @@
 
 use tapegrad_autograd::Tensor;
 
+use crate::error::OptimError;
+
 /// Scales all gradients together so that their joint `norm_type`-norm is at most
 /// `max_norm`, and returns the norm they had before.
 ///
@@ -13,6 +15,22 @@ use tapegrad_autograd::Tensor;
 /// `f32::INFINITY` (largest absolute value). A non-finite norm is not an error: the
 /// gradients become non-finite, as PyTorch's default `error_if_nonfinite=False` does.
 pub fn clip_grad_norm(params: &[Tensor], max_norm: f32, norm_type: f32) -> f32 {
+    match clip_grad_norm_with(params, max_norm, norm_type, false) {
+        Ok(total_norm) => total_norm,
+        Err(_) => unreachable!("only error_if_nonfinite makes clipping fail"),
+    }
+}
+
+/// [`clip_grad_norm`] with PyTorch's `error_if_nonfinite` option: when it is set and
+/// the total norm is NaN or infinite, the gradients are left as they are and the call
+/// fails with [`OptimError::NonFiniteGradNorm`], so a training loop can skip the step
+/// instead of writing NaN into every parameter. With `false` it is [`clip_grad_norm`].
+pub fn clip_grad_norm_with(
+    params: &[Tensor],
+    max_norm: f32,
+    norm_type: f32,
+    error_if_nonfinite: bool,
+) -> Result<f32, OptimError> {
     let norms: Vec<f32> = params
         .iter()
         .filter_map(|p| {
@@ -21,9 +39,15 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f32, norm_type: f32) -> f32 {
         })
         .collect();
     if norms.is_empty() {
-        return 0.0;
+        return Ok(0.0);
     }
     let total_norm = vector_norm(norms.into_iter(), norm_type);
+    if error_if_nonfinite && !total_norm.is_finite() {
+        return Err(OptimError::NonFiniteGradNorm {
+            norm_type,
+            total_norm,
+        });
+    }
     let coef = max_norm / (total_norm + 1e-6);
     // Written as a comparison so that a NaN factor passes through like torch.clamp's.
     let coef = if coef > 1.0 { 1.0 } else { coef };
@@ -32,7 +56,7 @@ pub fn clip_grad_norm(params: &[Tensor], max_norm: f32, norm_type: f32) -> f32 {
             grad.iter_mut().for_each(|g| *g *= coef);
         }
     }
-    total_norm
+    Ok(total_norm)
 }
 
 /// Clamps every gradient element into `[-clip_value, clip_value]` in place.

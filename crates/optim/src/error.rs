@@ -43,6 +43,13 @@ pub enum OptimError {
         /// The buffer's length.
         found: usize,
     },
+    /// `clip_grad_norm_with(.., error_if_nonfinite = true)` met a NaN or infinite norm.
+    NonFiniteGradNorm {
+        /// The norm's order.
+        norm_type: f32,
+        /// The total norm found.
+        total_norm: f32,
+    },
 }
 
 impl fmt::Display for OptimError {
@@ -73,18 +80,44 @@ impl fmt::Display for OptimError {
                 "state buffer `{buffer}` for parameter {param} has {found} elements, \
                  the parameter has {expected}"
             ),
+            OptimError::NonFiniteGradNorm {
+                norm_type,
+                total_norm,
+            } => write!(
+                f,
+                "the total norm of order {norm_type} of the gradients is {total_norm}, so it \
+                 cannot be clipped; the gradients were left unchanged (pass \
+                 error_if_nonfinite = false to scale them by it anyway)"
+            ),
         }
     }
 }
 
 impl std::error::Error for OptimError {}
 
-/// Fails unless `value >= 0` (NaN fails too), with PyTorch's message `Invalid {what}: {value}`.
+/// Fails unless `0 <= value < ∞` (NaN fails too), with PyTorch's message
+/// `Invalid {what}: {value}`. PyTorch lets an infinite learning rate through; no
+/// hyper-parameter checked here has a use for infinity, and an infinite learning rate
+/// turns every parameter into NaN or infinity on the first step.
 pub(crate) fn non_negative(what: &str, value: f64) -> Result<(), OptimError> {
-    if value >= 0.0 {
+    if value >= 0.0 && value.is_finite() {
         Ok(())
     } else {
         Err(invalid(format!("Invalid {what}: {value}")))
+    }
+}
+
+/// The check of a new learning rate: finite and non-negative, as constructors require.
+pub(crate) fn check_lr(lr: f64) -> Result<(), OptimError> {
+    non_negative("learning rate", lr)
+}
+
+/// What every `set_lr` does first: panics with the checked message (naming the value)
+/// rather than let NaN or infinity into the parameters; see `Optimizer::try_set_lr`.
+#[track_caller]
+pub(crate) fn or_panic_lr(lr: f64) {
+    if let Err(e) = check_lr(lr) {
+        panic!("set_lr: {e}");
     }
 }
 

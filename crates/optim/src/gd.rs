@@ -78,6 +78,7 @@ impl Optimizer for GradientDescent {
     }
 
     fn set_lr(&mut self, lr: f64) {
+        crate::error::or_panic_lr(lr);
         self.config.lr = lr;
     }
 

@@ -38,7 +38,7 @@ mod state;
 pub use adagrad::{Adagrad, AdagradConfig};
 pub use adam::{Adam, AdamConfig};
 pub use adamw::{AdamW, AdamWConfig};
-pub use clip::{clip_grad_norm, clip_grad_value};
+pub use clip::{clip_grad_norm, clip_grad_norm_with, clip_grad_value};
 pub use error::OptimError;
 pub use gd::{GradientDescent, GradientDescentConfig};
 pub use rmsprop::{RMSprop, RMSpropConfig};
@@ -74,8 +74,18 @@ pub trait Optimizer {
     /// The current learning rate.
     fn lr(&self) -> f64;
 
-    /// Replaces the learning rate (what schedulers call between steps).
+    /// Replaces the learning rate (what schedulers call between steps). Panics on a
+    /// negative, NaN or infinite rate, which constructors refuse too; see
+    /// [`Optimizer::try_set_lr`].
     fn set_lr(&mut self, lr: f64);
+
+    /// Replaces the learning rate, or fails with `Invalid learning rate: {lr}` when it
+    /// is negative, NaN or infinite (nothing changes then).
+    fn try_set_lr(&mut self, lr: f64) -> Result<(), OptimError> {
+        error::check_lr(lr)?;
+        self.set_lr(lr);
+        Ok(())
+    }
 
     /// A copy of the full state: hyper-parameters, step counts, per-parameter buffers.
     fn state(&self) -> OptimizerState;

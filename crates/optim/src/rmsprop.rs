@@ -168,6 +168,7 @@ impl Optimizer for RMSprop {
     }
 
     fn set_lr(&mut self, lr: f64) {
+        crate::error::or_panic_lr(lr);
         self.config.lr = lr;
     }
 

@@ -144,6 +144,7 @@ impl Optimizer for Sgd {
     }
 
     fn set_lr(&mut self, lr: f64) {
+        crate::error::or_panic_lr(lr);
         self.config.lr = lr;
     }
 
