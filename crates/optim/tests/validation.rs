@@ -102,16 +102,18 @@ fn error_if_nonfinite_leaves_the_gradients_alone() {
         &Tensor::from_vec(vec![f32::INFINITY, 1.0], &[2]).unwrap(),
     ))
     .unwrap();
-    let err = clip_grad_norm_with(&[p.clone()], 1.0, 2.0, true).unwrap_err();
+    let err = clip_grad_norm_with(std::slice::from_ref(&p), 1.0, 2.0, true).unwrap_err();
     assert!(
         matches!(err, OptimError::NonFiniteGradNorm { total_norm, .. } if total_norm.is_infinite())
     );
     assert!(err.to_string().contains("cannot be clipped"), "{err}");
     assert_eq!(p.grad().unwrap().to_vec(), vec![f32::INFINITY, 1.0]);
     // Without the option the norm passes through as PyTorch's default does.
-    assert!(clip_grad_norm_with(&[p.clone()], 1.0, 2.0, false)
-        .unwrap()
-        .is_infinite());
+    assert!(
+        clip_grad_norm_with(std::slice::from_ref(&p), 1.0, 2.0, false)
+            .unwrap()
+            .is_infinite()
+    );
     // Finite norms clip the same either way.
     let (a, b) = (param(), param());
     for t in [&a, &b] {
@@ -119,9 +121,9 @@ fn error_if_nonfinite_leaves_the_gradients_alone() {
             .unwrap();
     }
     assert_eq!(
-        clip_grad_norm_with(&[a.clone()], 1.0, 2.0, true).unwrap(),
+        clip_grad_norm_with(std::slice::from_ref(&a), 1.0, 2.0, true).unwrap(),
         5.0
     );
-    assert_eq!(clip_grad_norm(&[b.clone()], 1.0, 2.0), 5.0);
+    assert_eq!(clip_grad_norm(std::slice::from_ref(&b), 1.0, 2.0), 5.0);
     assert_eq!(a.grad().unwrap().to_vec(), b.grad().unwrap().to_vec());
 }
