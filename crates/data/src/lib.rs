@@ -6,14 +6,17 @@
 //! brings its own model code, need not pull in `nn` or `optim`; the facade re-exports it.
 //! Every random choice comes from a seed the caller gives, and the loader's position is
 //! a small serialisable [`LoaderState`], so a checkpointed run resumes with exactly the
-//! batches it would have seen.
+//! batches it would have seen. A [`DistributedSampler`] shards each epoch over the ranks
+//! of a data-parallel job.
 
 mod csv;
 mod dataset;
 mod error;
 mod loader;
+mod sampler;
 
 pub use csv::{read_csv, Table};
 pub use dataset::{train_test_split, Standardizer, TensorDataset};
 pub use error::DataError;
 pub use loader::{Batch, DataLoader, Epoch, LoaderState};
+pub use sampler::DistributedSampler;

@@ -12,6 +12,7 @@ use tapegrad_autograd::Tensor;
 
 use crate::dataset::{class_indices, TensorDataset};
 use crate::error::DataError;
+use crate::sampler::{epoch_seed, DistributedSampler};
 
 /// One mini-batch.
 #[derive(Clone, Debug)]
@@ -46,6 +47,7 @@ pub struct DataLoader {
     batch_size: usize,
     shuffle: bool,
     drop_last: bool,
+    sampler: Option<DistributedSampler>,
     state: LoaderState,
 }
 
@@ -62,6 +64,7 @@ impl DataLoader {
             batch_size,
             shuffle: false,
             drop_last: false,
+            sampler: None,
             state: LoaderState {
                 seed: 0,
                 epoch: 0,
@@ -77,6 +80,38 @@ impl DataLoader {
         self
     }
 
+    /// Serves only this rank's shard of each epoch, as a [`DistributedSampler`] picks it
+    /// (PyTorch's `DataLoader(dataset, sampler=DistributedSampler(...))`). The sampler's
+    /// shuffle replaces [`DataLoader::shuffle`]'s, and the loader sets its epoch from its
+    /// own epoch counter, so there is no `set_epoch` call to forget and the
+    /// [`LoaderState`] is still the whole position to checkpoint.
+    pub fn with_sampler(mut self, sampler: DistributedSampler) -> Result<DataLoader, DataError> {
+        if sampler.dataset_len() != self.dataset.len() {
+            return Err(DataError::InvalidArgument(format!(
+                "DistributedSampler is for {} samples, the data set has {}",
+                sampler.dataset_len(),
+                self.dataset.len()
+            )));
+        }
+        self.shuffle = sampler.is_shuffled();
+        self.state.seed = sampler.seed();
+        self.sampler = Some(sampler);
+        Ok(self)
+    }
+
+    /// The sampler given to [`DataLoader::with_sampler`], if any.
+    pub fn sampler(&self) -> Option<&DistributedSampler> {
+        self.sampler.as_ref()
+    }
+
+    /// Samples served per epoch (this rank's shard with a sampler).
+    pub fn samples_per_epoch(&self) -> usize {
+        match &self.sampler {
+            Some(sampler) => sampler.num_samples(),
+            None => self.dataset.len(),
+        }
+    }
+
     /// Drops a last batch smaller than `batch_size`.
     pub fn drop_last(mut self, drop_last: bool) -> DataLoader {
         self.drop_last = drop_last;
@@ -85,7 +120,7 @@ impl DataLoader {
 
     /// Batches per epoch.
     pub fn batches_per_epoch(&self) -> usize {
-        let n = self.dataset.len();
+        let n = self.samples_per_epoch();
         if self.drop_last {
             n / self.batch_size
         } else {
@@ -123,12 +158,16 @@ impl DataLoader {
     }
 
     /// The sample order of the current epoch.
-    fn order(&self) -> Vec<usize> {
+    fn order(&mut self) -> Vec<usize> {
+        if let Some(sampler) = &mut self.sampler {
+            sampler.set_epoch(self.state.epoch);
+            return sampler.indices();
+        }
         let mut order: Vec<usize> = (0..self.dataset.len()).collect();
         if self.shuffle {
             // A fresh generator per epoch: the state to save is just the epoch number.
-            let epoch_seed = self.state.seed ^ self.state.epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            order.shuffle(&mut StdRng::seed_from_u64(epoch_seed));
+            let seed = epoch_seed(self.state.seed, self.state.epoch);
+            order.shuffle(&mut StdRng::seed_from_u64(seed));
         }
         order
     }
