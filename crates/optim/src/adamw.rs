@@ -5,7 +5,7 @@ use tapegrad_autograd::Tensor;
 
 use crate::adam::{validate, AdamStyle, Core};
 use crate::error::OptimError;
-use crate::state::{group_access, GroupConfig};
+use crate::group::{group_access, GroupConfig};
 use crate::{AdamConfig, Optimizer, OptimizerConfig, OptimizerState, ParamGroup};
 
 pub(crate) const KIND: &str = "AdamW";

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use tapegrad_autograd::Tensor;
 
 use crate::error::{non_negative, OptimError};
-use crate::state::{group_access, BufferSpec, GroupConfig, Params};
+use crate::group::{group_access, GroupConfig};
+use crate::state::{BufferSpec, Params};
 use crate::{Optimizer, OptimizerConfig, OptimizerState, ParamGroup};
 
 pub(crate) const KIND: &str = "GradientDescent";

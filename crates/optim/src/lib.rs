@@ -29,6 +29,7 @@ mod adamw;
 mod clip;
 mod error;
 mod gd;
+mod group;
 mod kernels;
 mod lambda;
 mod one_cycle;
@@ -46,6 +47,7 @@ pub use adamw::{AdamW, AdamWConfig};
 pub use clip::{clip_grad_norm, clip_grad_value};
 pub use error::OptimError;
 pub use gd::{GradientDescent, GradientDescentConfig};
+pub use group::ParamGroup;
 pub use lambda::{LambdaLr, LambdaLrState, LrLambda};
 pub use one_cycle::{AnnealStrategy, OneCycleConfig, OneCycleLr};
 pub use plateau::{PlateauMode, ReduceLrOnPlateau, ReduceLrOnPlateauConfig, ThresholdMode};
@@ -54,7 +56,7 @@ pub use scheduler::{CosineAnnealingLr, ExponentialLr, LinearLr, LrScheduler, Ste
 pub use scheduler_state::SchedulerState;
 pub use sequential::{SequentialLr, SequentialLrState};
 pub use sgd::{Sgd, SgdConfig};
-pub use state::{Buffer, GroupState, OptimizerConfig, OptimizerState, ParamGroup};
+pub use state::{Buffer, GroupState, OptimizerConfig, OptimizerState};
 
 use tapegrad_autograd::Tensor;
 

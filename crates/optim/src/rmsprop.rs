@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use tapegrad_autograd::Tensor;
 
 use crate::error::{non_negative, OptimError};
+use crate::group::{group_access, GroupConfig};
 use crate::kernels::{addcdiv, addcmul, lerp};
-use crate::state::{group_access, Buffer, BufferSpec, GroupConfig, Params};
+use crate::state::{Buffer, BufferSpec, Params};
 use crate::{Optimizer, OptimizerConfig, OptimizerState, ParamGroup};
 
 pub(crate) const KIND: &str = "RMSprop";

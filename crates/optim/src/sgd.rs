@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use tapegrad_autograd::Tensor;
 
 use crate::error::{invalid, non_negative, OptimError};
-use crate::state::{group_access, Buffer, BufferSpec, GroupConfig, Params};
+use crate::group::{group_access, GroupConfig};
+use crate::state::{Buffer, BufferSpec, Params};
 use crate::{Optimizer, OptimizerConfig, OptimizerState, ParamGroup};
 
 pub(crate) const KIND: &str = "SGD";

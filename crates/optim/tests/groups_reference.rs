@@ -289,7 +289,7 @@ fn build_scheduler(opt: &mut dyn Optimizer, kind: &str, c: &Value) -> Built {
                 .collect();
             if let [one] = names[..] {
                 let f = lambda(one);
-                Built::Epoch(Box::new(LambdaLr::new(opt, move |e| f(e))))
+                Built::Epoch(Box::new(LambdaLr::new(opt, f)))
             } else {
                 let fs = names.iter().map(|n| lambda(n)).collect();
                 Built::Epoch(Box::new(LambdaLr::with_lambdas(opt, fs).unwrap()))
