@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use tapegrad_data::{DataLoader, LoaderState};
+use tapegrad_data::{DataLoader, Dataset, LoaderState};
 use tapegrad_nn::Module;
 use tapegrad_optim::{
     CosineAnnealingLr, ExponentialLr, LinearLr, Optimizer, OptimizerState, StepLr,
@@ -93,7 +93,7 @@ impl Checkpoint {
     }
 
     /// Adds the data loader's position.
-    pub fn with_loader(mut self, loader: &DataLoader) -> Checkpoint {
+    pub fn with_loader<D: Dataset>(mut self, loader: &DataLoader<D>) -> Checkpoint {
         self.loader = Some(loader.state());
         self
     }
@@ -141,8 +141,44 @@ impl Checkpoint {
             .map_err(|e| IoError::Mismatch(vec![e.to_string()]))
     }
 
+    /// Puts the saved scheduler into `scheduler`, which must be of the same kind (its
+    /// step count, base and last learning rates come from the file). Restore the
+    /// optimizer too: the scheduler sets learning rates on it but does not hold them.
+    ///
+    /// ```
+    /// # use tapegrad_autograd::Tensor;
+    /// # use tapegrad_io::Checkpoint;
+    /// # use tapegrad_nn::Identity;
+    /// # use tapegrad_optim::{LrScheduler, Optimizer, Sgd, SgdConfig, StepLr};
+    /// # let p = vec![Tensor::zeros(&[1]).with_requires_grad(true)];
+    /// # let mut optimizer = Sgd::new(p, SgdConfig { lr: 0.1, ..Default::default() })?;
+    /// let mut scheduler = StepLr::new(&mut optimizer, 2, 0.5)?;
+    /// scheduler.step(&mut optimizer);
+    /// let ckpt = Checkpoint::new(&Identity).with_scheduler(scheduler.clone());
+    ///
+    /// let mut resumed = StepLr::new(&mut optimizer, 2, 0.5)?;
+    /// ckpt.restore_scheduler(&mut resumed)?;
+    /// assert_eq!(resumed, scheduler);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn restore_scheduler<S>(&self, scheduler: &mut S) -> Result<(), IoError>
+    where
+        S: TryFrom<SchedulerState, Error = SchedulerState>,
+    {
+        let state = self.scheduler.clone().ok_or_else(|| missing("scheduler"))?;
+        *scheduler = S::try_from(state).map_err(|found| {
+            let wanted = std::any::type_name::<S>();
+            let wanted = wanted.rsplit("::").next().unwrap_or(wanted);
+            IoError::Mismatch(vec![format!(
+                "the checkpoint holds a scheduler of kind {}, not {wanted}",
+                found.kind()
+            )])
+        })?;
+        Ok(())
+    }
+
     /// Moves a loader to the saved position.
-    pub fn restore_loader(&self, loader: &mut DataLoader) -> Result<(), IoError> {
+    pub fn restore_loader<D: Dataset>(&self, loader: &mut DataLoader<D>) -> Result<(), IoError> {
         let state = self.loader.ok_or_else(|| missing("data loader"))?;
         loader
             .load_state(state)
@@ -153,3 +189,36 @@ impl Checkpoint {
 fn missing(what: &str) -> IoError {
     IoError::Mismatch(vec![format!("the checkpoint holds no {what} state")])
 }
+
+impl SchedulerState {
+    /// The scheduler's kind, e.g. `StepLr` (the variant's name).
+    pub fn kind(&self) -> String {
+        // Derived Debug starts with the variant's name, so this stays right for every
+        // kind without a list to keep up to date.
+        let debug = format!("{self:?}");
+        debug
+            .split(['(', ' ', '{'])
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// `TryFrom<SchedulerState>` for each scheduler kind, giving the state back when it is
+/// another kind; one name per kind (a kind not listed here has no `restore_scheduler`).
+macro_rules! scheduler_from_state {
+    ($($kind:ident),* $(,)?) => {$(
+        impl TryFrom<SchedulerState> for $kind {
+            type Error = SchedulerState;
+
+            fn try_from(state: SchedulerState) -> Result<Self, SchedulerState> {
+                match state {
+                    SchedulerState::$kind(s) => Ok(s),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+
+scheduler_from_state!(StepLr, ExponentialLr, CosineAnnealingLr, LinearLr);
