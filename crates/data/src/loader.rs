@@ -12,6 +12,7 @@ use tapegrad_autograd::Tensor;
 
 use crate::dataset::{class_indices, TensorDataset};
 use crate::error::DataError;
+use crate::source::Dataset;
 
 /// One mini-batch.
 #[derive(Clone, Debug)]
@@ -40,18 +41,19 @@ pub struct LoaderState {
     pub batch: u64,
 }
 
-/// Serves a data set in mini-batches (PyTorch's `DataLoader`, in-process).
-pub struct DataLoader {
-    dataset: TensorDataset,
+/// Serves a data set in mini-batches (PyTorch's `DataLoader`, in-process): any
+/// [`Dataset`], a [`TensorDataset`] by default.
+pub struct DataLoader<D = TensorDataset> {
+    dataset: D,
     batch_size: usize,
     shuffle: bool,
     drop_last: bool,
     state: LoaderState,
 }
 
-impl DataLoader {
+impl<D: Dataset> DataLoader<D> {
     /// Batches of `batch_size` in data-set order; see [`DataLoader::shuffle`].
-    pub fn new(dataset: TensorDataset, batch_size: usize) -> Result<DataLoader, DataError> {
+    pub fn new(dataset: D, batch_size: usize) -> Result<DataLoader<D>, DataError> {
         if batch_size == 0 {
             return Err(DataError::InvalidArgument(
                 "batch_size must be at least 1".into(),
@@ -71,14 +73,14 @@ impl DataLoader {
     }
 
     /// Reshuffles every epoch, from `seed`.
-    pub fn shuffle(mut self, seed: u64) -> DataLoader {
+    pub fn shuffle(mut self, seed: u64) -> DataLoader<D> {
         self.shuffle = true;
         self.state.seed = seed;
         self
     }
 
     /// Drops a last batch smaller than `batch_size`.
-    pub fn drop_last(mut self, drop_last: bool) -> DataLoader {
+    pub fn drop_last(mut self, drop_last: bool) -> DataLoader<D> {
         self.drop_last = drop_last;
         self
     }
@@ -94,7 +96,7 @@ impl DataLoader {
     }
 
     /// The data set served.
-    pub fn dataset(&self) -> &TensorDataset {
+    pub fn dataset(&self) -> &D {
         &self.dataset
     }
 
@@ -135,7 +137,7 @@ impl DataLoader {
 
     /// The remaining batches of the current epoch; when they run out the loader moves
     /// on to the next epoch.
-    pub fn epoch(&mut self) -> Epoch<'_> {
+    pub fn epoch(&mut self) -> Epoch<'_, D> {
         let order = self.order();
         Epoch {
             loader: self,
@@ -144,13 +146,15 @@ impl DataLoader {
     }
 }
 
-/// Iterator over one epoch's batches (see [`DataLoader::epoch`]).
-pub struct Epoch<'a> {
-    loader: &'a mut DataLoader,
+/// Iterator over one epoch's batches (see [`DataLoader::epoch`]). A sample the data set
+/// fails to produce panics with the data set's error, as a failing `__getitem__` raises
+/// in PyTorch.
+pub struct Epoch<'a, D = TensorDataset> {
+    loader: &'a mut DataLoader<D>,
     order: Vec<usize>,
 }
 
-impl Iterator for Epoch<'_> {
+impl<D: Dataset> Iterator for Epoch<'_, D> {
     type Item = Batch;
 
     fn next(&mut self) -> Option<Batch> {
@@ -164,14 +168,10 @@ impl Iterator for Epoch<'_> {
             return None;
         }
         state.batch += 1;
-        let part = self
-            .loader
-            .dataset
-            .subset(&self.order[start..end])
-            .expect("indices come from the data set's own range");
-        Some(Batch {
-            x: part.features,
-            y: part.targets,
-        })
+        let indices = &self.order[start..end];
+        match self.loader.dataset.get_batch(indices) {
+            Ok(batch) => Some(batch),
+            Err(e) => panic!("DataLoader: the samples {indices:?} could not be loaded: {e}"),
+        }
     }
 }
