@@ -13,7 +13,6 @@ use std::error::Error;
 use std::time::Instant;
 
 use plotters::prelude::*;
-use tapegrad::autograd::rand::{rngs::StdRng, SeedableRng};
 use tapegrad::data::{read_csv, DataLoader, Standardizer, TensorDataset};
 use tapegrad::losses::{CrossEntropyLoss, MseLoss};
 use tapegrad::nn::{Linear, Module, Relu, Sequential};
@@ -176,12 +175,12 @@ struct Run {
 }
 
 fn train(task: &Task, strategy: &Strategy) -> Result<Run, Box<dyn Error>> {
-    let mut rng = StdRng::seed_from_u64(0);
+    tapegrad::manual_seed(0);
     let cols = task.data.features.shape()[1];
     let net = Sequential::new()
-        .add(Linear::new(cols, task.hidden, &mut rng)?)
+        .add(Linear::new(cols, task.hidden)?)
         .add(Relu)
-        .add(Linear::new(task.hidden, task.outputs, &mut rng)?);
+        .add(Linear::new(task.hidden, task.outputs)?);
     let mut optimizer = (strategy.make)(net.parameters());
     let batch = if strategy.batch == 0 {
         task.data.len()
@@ -276,19 +275,6 @@ fn curve_style(i: usize) -> (RGBAColor, bool, Marker) {
     )
 }
 
-fn marker_element<DB: DrawingBackend, C: Clone + 'static>(
-    marker: Marker,
-    at: C,
-    color: RGBAColor,
-) -> DynElement<'static, DB, C> {
-    match marker {
-        Marker::None => EmptyElement::at(at).into_dyn(),
-        Marker::Circle => Circle::new(at, 4, color.stroke_width(2)).into_dyn(),
-        Marker::Triangle => TriangleMarker::new(at, 5, color.filled()).into_dyn(),
-        Marker::Cross => Cross::new(at, 4, color.stroke_width(2)).into_dyn(),
-    }
-}
-
 fn plot(
     tasks: &[Task],
     runs: &[Vec<(&str, Run)>],
@@ -328,21 +314,37 @@ fn plot(
             } else {
                 chart.draw_series(LineSeries::new(points(), style))?
             };
-            series.label(*name).legend(move |(x, y)| {
-                let (gap_from, gap_to) = if dashed { (7, 13) } else { (10, 10) };
+            let (gap_from, gap_to) = if dashed { (7, 13) } else { (10, 10) };
+            let line = move |(x, y): (i32, i32)| {
                 EmptyElement::at((x, y))
                     + PathElement::new(vec![(0, 0), (gap_from, 0)], style)
                     + PathElement::new(vec![(gap_to, 0), (20, 0)], style)
-                    + marker_element(marker, (10, 0), color)
-            });
+            };
+            let series = series.label(*name);
+            match marker {
+                Marker::None => series.legend(line),
+                Marker::Circle => {
+                    series.legend(move |at| line(at) + Circle::new((10, 0), 4, style))
+                }
+                Marker::Triangle => series
+                    .legend(move |at| line(at) + TriangleMarker::new((10, 0), 5, color.filled())),
+                Marker::Cross => series.legend(move |at| line(at) + Cross::new((10, 0), 4, style)),
+            };
             // Markers at staggered epochs, so that coinciding curves show both.
             let offset = (i * every / task_runs.len().max(1)).min(every - 1);
-            chart.draw_series(
-                points()
-                    .skip(offset)
-                    .step_by(every)
-                    .map(|at| marker_element(marker, at, color)),
-            )?;
+            let marks = points().skip(offset).step_by(every);
+            match marker {
+                Marker::None => {}
+                Marker::Circle => {
+                    chart.draw_series(marks.map(|p| Circle::new(p, 4, style)))?;
+                }
+                Marker::Triangle => {
+                    chart.draw_series(marks.map(|p| TriangleMarker::new(p, 5, color.filled())))?;
+                }
+                Marker::Cross => {
+                    chart.draw_series(marks.map(|p| Cross::new(p, 4, style)))?;
+                }
+            }
         }
         chart
             .configure_series_labels()

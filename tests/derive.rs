@@ -47,14 +47,14 @@ impl Net {
 fn net(p: f32) -> Net {
     let mut rng = StdRng::seed_from_u64(0);
     Net {
-        stem: Linear::new(4, 8, &mut rng).unwrap(),
+        stem: Linear::new_with_rng(4, 8, &mut rng).unwrap(),
         blocks: (0..2)
-            .map(|i| Block {
-                fc: Linear::new(8, 8, &mut rng).unwrap(),
-                drop: Dropout::new(p, i).unwrap(),
+            .map(|_| Block {
+                fc: Linear::new_with_rng(8, 8, &mut rng).unwrap(),
+                drop: Dropout::new(p).unwrap(),
             })
             .collect(),
-        head: Some(Linear::new(8, 3, &mut rng).unwrap()),
+        head: Some(Linear::new_with_rng(8, 3, &mut rng).unwrap()),
         unused: None,
         scale: Tensor::ones(&[3]).with_requires_grad(true),
         act: Relu,
@@ -147,8 +147,8 @@ impl Pair {
 fn tuple_structs_name_fields_by_position() {
     let mut rng = StdRng::seed_from_u64(1);
     let pair = Pair(
-        Linear::new(2, 3, &mut rng).unwrap(),
-        Linear::with_bias(3, 1, false, &mut rng).unwrap(),
+        Linear::new_with_rng(2, 3, &mut rng).unwrap(),
+        Linear::with_bias_and_rng(3, 1, false, &mut rng).unwrap(),
     );
     let names: Vec<String> = pair
         .named_parameters()

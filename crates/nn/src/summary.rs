@@ -18,12 +18,10 @@ pub struct Summary<'a> {
 /// ```
 /// use tapegrad_nn::{summary, Linear, Relu, Sequential};
 ///
-/// # use tapegrad_autograd::rand::{rngs::StdRng, SeedableRng};
-/// # let mut rng = StdRng::seed_from_u64(0);
 /// let net = Sequential::new()
-///     .add(Linear::new(10, 5, &mut rng)?)
+///     .add(Linear::new(10, 5)?)
 ///     .add(Relu)
-///     .add(Linear::new(5, 1, &mut rng)?);
+///     .add(Linear::new(5, 1)?);
 /// let table = summary(&net).to_string();
 /// assert!(table.contains("Linear 10 → 5"));
 /// assert!(table.lines().last().unwrap().ends_with("61"));

@@ -11,9 +11,9 @@ use tapegrad_nn::{Linear, Module, Relu, Sequential};
 fn net() -> Sequential {
     let mut rng = StdRng::seed_from_u64(0);
     Sequential::new()
-        .add(Linear::new(4, 10, &mut rng).unwrap())
+        .add(Linear::new_with_rng(4, 10, &mut rng).unwrap())
         .add(Relu)
-        .add(Linear::new(8, 5, &mut rng).unwrap())
+        .add(Linear::new_with_rng(8, 5, &mut rng).unwrap())
 }
 
 #[test]
@@ -37,7 +37,7 @@ fn try_forward_names_the_layer_and_the_callers_line() {
 fn nested_sequentials_join_the_positions() {
     let mut rng = StdRng::seed_from_u64(0);
     let outer = Sequential::new()
-        .add(Linear::new(4, 4, &mut rng).unwrap())
+        .add(Linear::new_with_rng(4, 4, &mut rng).unwrap())
         .add(net());
     let text = outer
         .try_forward(&Tensor::zeros(&[3, 4]))
@@ -81,7 +81,7 @@ fn forward_panics_at_the_callers_line() {
 #[test]
 fn layers_describe_themselves() {
     let mut rng = StdRng::seed_from_u64(0);
-    let fc = Linear::with_bias(3, 2, false, &mut rng).unwrap();
+    let fc = Linear::with_bias_and_rng(3, 2, false, &mut rng).unwrap();
     assert_eq!(fc.to_string(), "Linear 3 → 2, no bias");
     assert_eq!(Relu.describe(), "ReLU");
     let table = net().to_string();
