@@ -26,9 +26,9 @@ pub use tapegrad_autograd::{manual_seed, no_grad, Tensor, TensorError};
 pub use tapegrad_data as data;
 pub use tapegrad_io as io;
 pub use tapegrad_losses as losses;
+pub use tapegrad_losses::metrics;
 pub use tapegrad_nn as nn;
 pub use tapegrad_optim as optim;
-pub use tapegrad_losses::metrics;
 
 /// The Markdown documentation, compiled and run as doc tests (`cargo test --doc`), so
 /// that a snippet cannot promise an API that does not exist. Each file's ```rust blocks
