@@ -2,9 +2,12 @@
 //! full-batch gradient descent, SGD on one sample per step, mini-batch SGD, SGD with
 //! momentum, Adam, AdamW and RMSprop. Prints a table (final training loss, optimizer
 //! steps until the loss first drops below a threshold, wall time) and draws the loss
-//! curves to `target/compare_optimizers.svg`.
+//! curves to `compare_optimizers.svg` in the output folder: `--out DIR`, else the cargo
+//! target directory (`$CARGO_TARGET_DIR` when set, else `target/`).
 //!
-//! Run: `cargo run --release --example compare_optimizers`
+//! Run: `cargo run --release --example compare_optimizers [-- --out DIR]`
+
+mod common;
 
 use std::error::Error;
 use std::time::Instant;
@@ -239,46 +242,116 @@ fn load_tasks() -> Result<Vec<Task>, Box<dyn Error>> {
     ])
 }
 
+/// How one curve is drawn: a colour, solid or dashed, and a marker every few epochs,
+/// so curves that lie on top of each other (Adam and AdamW) stay distinguishable.
+#[derive(Clone, Copy)]
+enum Marker {
+    None,
+    Circle,
+    Triangle,
+    Cross,
+}
+
+fn curve_style(i: usize) -> (RGBAColor, bool, Marker) {
+    const COLORS: [RGBColor; 7] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+    ];
+    let markers = [
+        Marker::None,
+        Marker::Circle,
+        Marker::Triangle,
+        Marker::Cross,
+    ];
+    (
+        COLORS[i % COLORS.len()].to_rgba(),
+        i % 2 == 1,
+        markers[i % markers.len()],
+    )
+}
+
 fn plot(
     tasks: &[Task],
     runs: &[Vec<(&str, Run)>],
     path: &std::path::Path,
 ) -> Result<(), Box<dyn Error>> {
-    let root = SVGBackend::new(path, (1200, 500)).into_drawing_area();
+    let root = SVGBackend::new(path, (1400, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     for ((task, task_runs), area) in tasks.iter().zip(runs).zip(root.split_evenly((1, 2))) {
         let losses = || task_runs.iter().flat_map(|(_, r)| r.curve.iter().copied());
         let (min, max) = (
-            losses().fold(f32::INFINITY, f32::min),
+            losses().filter(|l| *l > 0.0).fold(f32::INFINITY, f32::min),
             losses().fold(0.0f32, f32::max),
         );
+        // The loss spans decades (digits: 2.3 down to 0.01): a log axis shows every curve.
         let mut chart = ChartBuilder::on(&area)
-            .caption(task.name, ("sans-serif", 18))
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0..task.epochs, min * 0.95..max * 1.05)?;
+            .caption(task.name, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0..task.epochs, (min * 0.8..max * 1.25).log_scale())?;
         chart
             .configure_mesh()
             .x_desc("epoch")
-            .y_desc("training loss")
+            .y_desc("training loss (log scale)")
+            .bold_line_style(BLACK.mix(0.12))
+            .light_line_style(BLACK.mix(0.04))
+            .max_light_lines(2)
+            .y_label_formatter(&|v| format!("{v:.2}"))
             .draw()?;
+        let every = (task.epochs / 10).max(1);
         for (i, (name, run)) in task_runs.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            chart
-                .draw_series(LineSeries::new(
-                    run.curve.iter().enumerate().map(|(e, &l)| (e, l)),
-                    color.stroke_width(2),
-                ))?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 16, y)], color.stroke_width(2))
-                });
+            let (color, dashed, marker) = curve_style(i);
+            let points = || run.curve.iter().enumerate().map(|(e, &l)| (e, l));
+            let style = color.stroke_width(2);
+            let series = if dashed {
+                chart.draw_series(DashedLineSeries::new(points(), 8, 5, style))?
+            } else {
+                chart.draw_series(LineSeries::new(points(), style))?
+            };
+            let (gap_from, gap_to) = if dashed { (7, 13) } else { (10, 10) };
+            let line = move |(x, y): (i32, i32)| {
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (gap_from, 0)], style)
+                    + PathElement::new(vec![(gap_to, 0), (20, 0)], style)
+            };
+            let series = series.label(*name);
+            match marker {
+                Marker::None => series.legend(line),
+                Marker::Circle => {
+                    series.legend(move |at| line(at) + Circle::new((10, 0), 4, style))
+                }
+                Marker::Triangle => series
+                    .legend(move |at| line(at) + TriangleMarker::new((10, 0), 5, color.filled())),
+                Marker::Cross => series.legend(move |at| line(at) + Cross::new((10, 0), 4, style)),
+            };
+            // Markers at staggered epochs, so that coinciding curves show both.
+            let offset = (i * every / task_runs.len().max(1)).min(every - 1);
+            let marks = points().skip(offset).step_by(every);
+            match marker {
+                Marker::None => {}
+                Marker::Circle => {
+                    chart.draw_series(marks.map(|p| Circle::new(p, 4, style)))?;
+                }
+                Marker::Triangle => {
+                    chart.draw_series(marks.map(|p| TriangleMarker::new(p, 5, color.filled())))?;
+                }
+                Marker::Cross => {
+                    chart.draw_series(marks.map(|p| Cross::new(p, 4, style)))?;
+                }
+            }
         }
         chart
             .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
+            .position(SeriesLabelPosition::UpperRight)
+            .border_style(BLACK.mix(0.3))
+            .background_style(WHITE.mix(0.9))
+            .label_font(("sans-serif", 15))
             .draw()?;
     }
     root.present()?;
@@ -314,10 +387,7 @@ fn main() -> Result<(), Box<dyn Error>> {
         }
         all_runs.push(task_runs);
     }
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("compare_optimizers.svg");
-    std::fs::create_dir_all(path.parent().expect("target/ has a parent"))?;
+    let path = common::out_dir()?.join("compare_optimizers.svg");
     plot(&tasks, &all_runs, &path)?;
     println!("\nloss curves written to {}", path.display());
     let best = |task: &str| {

@@ -4,10 +4,13 @@
 //!    by PyTorch (`tools/reference/interop_fixtures.py`); loaded here by state-dict name
 //!    into the same `Net`, it reproduces PyTorch's outputs on the saved inputs.
 //! 2. tapegrad → PyTorch: a `Net` trained here on the diabetes data is written to
-//!    `target/interop/net_from_tapegrad.safetensors`, which
+//!    `interop/net_from_tapegrad.safetensors` in the output folder (`--out DIR`, else
+//!    the cargo target directory: `$CARGO_TARGET_DIR` when set, else `target/`), which
 //!    `net.load_state_dict(safetensors.torch.load_file(path))` reads in PyTorch.
 //!
-//! Run: `cargo run --release --example interop`
+//! Run: `cargo run --release --example interop [-- --out DIR]`
+
+mod common;
 
 use std::error::Error;
 
@@ -94,9 +97,12 @@ fn main() -> Result<(), Box<dyn Error>> {
         MseLoss::new().forward(&net.forward(&x), &y).backward();
         optimizer.step();
     }
-    let out_dir = format!("{root}/target/interop");
+    let out_dir = common::out_dir()?.join("interop");
     std::fs::create_dir_all(&out_dir)?;
-    let path = format!("{out_dir}/net_from_tapegrad.safetensors");
+    let path = out_dir
+        .join("net_from_tapegrad.safetensors")
+        .display()
+        .to_string();
     save_safetensors(&net, &path)?;
     let first = net.forward(&x.index_select(0, &[0])).item();
     println!("trained Net saved to {path}; its prediction for sample 0 is {first:.6}. In PyTorch:");

@@ -28,5 +28,25 @@ pub use tapegrad_data as data;
 pub use tapegrad_distributed as distributed;
 pub use tapegrad_io as io;
 pub use tapegrad_losses as losses;
+pub use tapegrad_losses::metrics;
 pub use tapegrad_nn as nn;
 pub use tapegrad_optim as optim;
+
+/// The Markdown documentation, compiled and run as doc tests (`cargo test --doc`), so
+/// that a snippet cannot promise an API that does not exist. Each file's ```rust blocks
+/// become tests. One line per file: a new page under `docs/` adds its line here.
+#[cfg(doctest)]
+mod markdown_docs {
+    #[doc = include_str!("../README.md")]
+    struct Readme;
+    #[doc = include_str!("../docs/architecture.md")]
+    struct Architecture;
+    #[doc = include_str!("../docs/checkpoints.md")]
+    struct Checkpoints;
+    #[doc = include_str!("../docs/guide.md")]
+    struct Guide;
+    #[doc = include_str!("../docs/losses.md")]
+    struct Losses;
+    #[doc = include_str!("../docs/optimizers.md")]
+    struct Optimizers;
+}

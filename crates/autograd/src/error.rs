@@ -7,7 +7,7 @@
 use std::fmt;
 
 /// What went wrong in a tensor operation.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum TensorError {
     /// Two operands whose shapes do not fit together, e.g. `matmul: cannot multiply [3, 4] by [5, 2]`.
     ShapeMismatch {
@@ -71,6 +71,15 @@ pub enum TensorError {
         op: &'static str,
         /// Elements asked for.
         elements: usize,
+    /// An error inside a module, with which module and the caller's line, e.g.
+    /// `src/main.rs:9:17: Sequential[2] (Linear 10 → 5): linear: ...`.
+    InModule {
+        /// The failing module's place and kind, e.g. `Sequential[2] (Linear 10 → 5)`.
+        module: String,
+        /// Where the user called the container.
+        location: &'static std::panic::Location<'static>,
+        /// The error the module returned.
+        source: Box<TensorError>,
     },
 }
 
@@ -119,7 +128,20 @@ impl fmt::Display for TensorError {
                 "{op}: out of memory: cannot allocate {elements} elements ({} bytes)",
                 (*elements as u128) * 4
             ),
+            TensorError::InModule {
+                module,
+                location,
+                source,
+            } => write!(f, "{location}: {module}: {source}"),
         }
+    }
+}
+
+/// Debug prints the same sentence as Display: `?` in `main` shows an error with
+/// `{:?}`, and a user should read the message there, not the fields it is built from.
+impl fmt::Debug for TensorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -7,6 +7,8 @@ use tapegrad_autograd::{no_grad, Tensor};
 
 use crate::csv::Table;
 use crate::error::DataError;
+use crate::loader::Batch;
+use crate::source::Dataset;
 
 /// Samples as rows: `features[i]` goes with `targets[i]` (PyTorch's `TensorDataset`).
 #[derive(Clone, Debug)]
@@ -69,6 +71,29 @@ impl TensorDataset {
     /// Targets as class indices (they must be whole numbers), e.g. for cross-entropy.
     pub fn class_targets(&self) -> Result<Vec<i64>, DataError> {
         class_indices(&self.targets)
+    }
+}
+
+/// Samples are rows of the two tensors; a batch is one gather per tensor.
+impl Dataset for TensorDataset {
+    fn len(&self) -> usize {
+        TensorDataset::len(self)
+    }
+
+    fn get(&self, index: usize) -> Result<(Tensor, Tensor), DataError> {
+        let row = |t: &Tensor| -> Result<Tensor, DataError> {
+            let row = no_grad(|| t.try_index_select(0, &[index]))?;
+            Ok(row.try_reshape(&t.shape()[1..])?)
+        };
+        Ok((row(&self.features)?, row(&self.targets)?))
+    }
+
+    fn get_batch(&self, indices: &[usize]) -> Result<Batch, DataError> {
+        let part = self.subset(indices)?;
+        Ok(Batch {
+            x: part.features,
+            y: part.targets,
+        })
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt;
 use tapegrad_autograd::TensorError;
 
 /// What went wrong reading or batching data. CSV errors name the line and column.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum DataError {
     /// The file could not be read.
     Io {
@@ -92,6 +92,14 @@ impl fmt::Display for DataError {
             DataError::InvalidArgument(reason) => write!(f, "{reason}"),
             DataError::Tensor(e) => write!(f, "{e}"),
         }
+    }
+}
+
+/// Debug prints the same sentence as Display: `?` in `main` shows an error with
+/// `{:?}`, and a user should read the message there, not the fields it is built from.
+impl fmt::Debug for DataError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -14,9 +14,11 @@ mod dataset;
 mod error;
 mod loader;
 mod sampler;
+mod source;
 
 pub use csv::{read_csv, Table};
 pub use dataset::{train_test_split, Standardizer, TensorDataset};
 pub use error::DataError;
 pub use loader::{Batch, DataLoader, Epoch, LoaderState};
 pub use sampler::DistributedSampler;
+pub use source::Dataset;

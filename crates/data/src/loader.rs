@@ -13,6 +13,7 @@ use tapegrad_autograd::Tensor;
 use crate::dataset::{class_indices, TensorDataset};
 use crate::error::DataError;
 use crate::sampler::{epoch_seed, DistributedSampler};
+use crate::source::Dataset;
 
 /// One mini-batch.
 #[derive(Clone, Debug)]
@@ -41,9 +42,10 @@ pub struct LoaderState {
     pub batch: u64,
 }
 
-/// Serves a data set in mini-batches (PyTorch's `DataLoader`, in-process).
-pub struct DataLoader {
-    dataset: TensorDataset,
+/// Serves a data set in mini-batches (PyTorch's `DataLoader`, in-process): any
+/// [`Dataset`], a [`TensorDataset`] by default.
+pub struct DataLoader<D = TensorDataset> {
+    dataset: D,
     batch_size: usize,
     shuffle: bool,
     drop_last: bool,
@@ -51,9 +53,9 @@ pub struct DataLoader {
     state: LoaderState,
 }
 
-impl DataLoader {
+impl<D: Dataset> DataLoader<D> {
     /// Batches of `batch_size` in data-set order; see [`DataLoader::shuffle`].
-    pub fn new(dataset: TensorDataset, batch_size: usize) -> Result<DataLoader, DataError> {
+    pub fn new(dataset: D, batch_size: usize) -> Result<DataLoader<D>, DataError> {
         if batch_size == 0 {
             return Err(DataError::InvalidArgument(
                 "batch_size must be at least 1".into(),
@@ -74,7 +76,7 @@ impl DataLoader {
     }
 
     /// Reshuffles every epoch, from `seed`.
-    pub fn shuffle(mut self, seed: u64) -> DataLoader {
+    pub fn shuffle(mut self, seed: u64) -> DataLoader<D> {
         self.shuffle = true;
         self.state.seed = seed;
         self
@@ -85,7 +87,7 @@ impl DataLoader {
     /// shuffle replaces [`DataLoader::shuffle`]'s, and the loader sets its epoch from its
     /// own epoch counter, so there is no `set_epoch` call to forget and the
     /// [`LoaderState`] is still the whole position to checkpoint.
-    pub fn with_sampler(mut self, sampler: DistributedSampler) -> Result<DataLoader, DataError> {
+    pub fn with_sampler(mut self, sampler: DistributedSampler) -> Result<DataLoader<D>, DataError> {
         if sampler.dataset_len() != self.dataset.len() {
             return Err(DataError::InvalidArgument(format!(
                 "DistributedSampler is for {} samples, the data set has {}",
@@ -113,7 +115,7 @@ impl DataLoader {
     }
 
     /// Drops a last batch smaller than `batch_size`.
-    pub fn drop_last(mut self, drop_last: bool) -> DataLoader {
+    pub fn drop_last(mut self, drop_last: bool) -> DataLoader<D> {
         self.drop_last = drop_last;
         self
     }
@@ -129,7 +131,7 @@ impl DataLoader {
     }
 
     /// The data set served.
-    pub fn dataset(&self) -> &TensorDataset {
+    pub fn dataset(&self) -> &D {
         &self.dataset
     }
 
@@ -174,7 +176,7 @@ impl DataLoader {
 
     /// The remaining batches of the current epoch; when they run out the loader moves
     /// on to the next epoch.
-    pub fn epoch(&mut self) -> Epoch<'_> {
+    pub fn epoch(&mut self) -> Epoch<'_, D> {
         let order = self.order();
         Epoch {
             loader: self,
@@ -183,13 +185,15 @@ impl DataLoader {
     }
 }
 
-/// Iterator over one epoch's batches (see [`DataLoader::epoch`]).
-pub struct Epoch<'a> {
-    loader: &'a mut DataLoader,
+/// Iterator over one epoch's batches (see [`DataLoader::epoch`]). A sample the data set
+/// fails to produce panics with the data set's error, as a failing `__getitem__` raises
+/// in PyTorch.
+pub struct Epoch<'a, D = TensorDataset> {
+    loader: &'a mut DataLoader<D>,
     order: Vec<usize>,
 }
 
-impl Iterator for Epoch<'_> {
+impl<D: Dataset> Iterator for Epoch<'_, D> {
     type Item = Batch;
 
     fn next(&mut self) -> Option<Batch> {
@@ -203,14 +207,10 @@ impl Iterator for Epoch<'_> {
             return None;
         }
         state.batch += 1;
-        let part = self
-            .loader
-            .dataset
-            .subset(&self.order[start..end])
-            .expect("indices come from the data set's own range");
-        Some(Batch {
-            x: part.features,
-            y: part.targets,
-        })
+        let indices = &self.order[start..end];
+        match self.loader.dataset.get_batch(indices) {
+            Ok(batch) => Some(batch),
+            Err(e) => panic!("DataLoader: the samples {indices:?} could not be loaded: {e}"),
+        }
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use tapegrad_autograd::random;
-use tapegrad_data::{DataLoader, LoaderState};
+use tapegrad_data::{DataLoader, Dataset, LoaderState};
 use tapegrad_nn::Module;
 use tapegrad_optim::{LrScheduler, Optimizer, OptimizerState};
 
@@ -68,7 +68,7 @@ impl Checkpoint {
     }
 
     /// Adds the data loader's position.
-    pub fn with_loader(mut self, loader: &DataLoader) -> Checkpoint {
+    pub fn with_loader<D: Dataset>(mut self, loader: &DataLoader<D>) -> Checkpoint {
         self.loader = Some(loader.state());
         self
     }
@@ -138,7 +138,7 @@ impl Checkpoint {
     }
 
     /// Moves a loader to the saved position.
-    pub fn restore_loader(&self, loader: &mut DataLoader) -> Result<(), IoError> {
+    pub fn restore_loader<D: Dataset>(&self, loader: &mut DataLoader<D>) -> Result<(), IoError> {
         let state = self.loader.ok_or_else(|| missing("data loader"))?;
         loader
             .load_state(state)
@@ -149,3 +149,36 @@ impl Checkpoint {
 fn missing(what: &str) -> IoError {
     IoError::Mismatch(vec![format!("the checkpoint holds no {what} state")])
 }
+
+impl SchedulerState {
+    /// The scheduler's kind, e.g. `StepLr` (the variant's name).
+    pub fn kind(&self) -> String {
+        // Derived Debug starts with the variant's name, so this stays right for every
+        // kind without a list to keep up to date.
+        let debug = format!("{self:?}");
+        debug
+            .split(['(', ' ', '{'])
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// `TryFrom<SchedulerState>` for each scheduler kind, giving the state back when it is
+/// another kind; one name per kind (a kind not listed here has no `restore_scheduler`).
+macro_rules! scheduler_from_state {
+    ($($kind:ident),* $(,)?) => {$(
+        impl TryFrom<SchedulerState> for $kind {
+            type Error = SchedulerState;
+
+            fn try_from(state: SchedulerState) -> Result<Self, SchedulerState> {
+                match state {
+                    SchedulerState::$kind(s) => Ok(s),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+
+scheduler_from_state!(StepLr, ExponentialLr, CosineAnnealingLr, LinearLr);

@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// What went wrong saving or loading; a bad file says which way it is bad.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum IoError {
     /// The operating system refused (missing file, permissions, full disk).
     Io {
@@ -59,6 +59,14 @@ impl fmt::Display for IoError {
             IoError::Mismatch(lines) => write!(f, "state does not fit:\n  {}", lines.join("\n  ")),
             IoError::Safetensors(reason) => write!(f, "safetensors: {reason}"),
         }
+    }
+}
+
+/// Debug prints the same sentence as Display: `?` in `main` shows an error with
+/// `{:?}`, and a user should read the message there, not the fields it is built from.
+impl fmt::Debug for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

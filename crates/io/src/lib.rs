@@ -4,7 +4,7 @@
 //! Every write is atomic (temporary file, fsync, rename), so a crash during a save
 //! leaves the previous file intact; every read checks magic bytes, version, length and
 //! checksum, so a bad file is an `Err` that says what is wrong. The encoding lives in
-//! [`format`] alone. See `docs/checkpoints.md` for the file layout.
+//! [`format`](mod@format) alone. See `docs/checkpoints.md` for the file layout.
 
 mod atomic;
 mod checkpoint;

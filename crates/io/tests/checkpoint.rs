@@ -14,7 +14,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tapegrad_autograd::Tensor;
 use tapegrad_data::{DataLoader, TensorDataset};
-use tapegrad_io::{format, Checkpoint, IoError, SchedulerState};
+use tapegrad_io::{format, Checkpoint, IoError};
 use tapegrad_losses::MseLoss;
 use tapegrad_nn::{Dropout, Linear, Module, Relu, Sequential};
 use tapegrad_optim::{Adam, AdamConfig, LrScheduler, Optimizer, Sgd, SgdConfig, StepLr};
@@ -113,10 +113,7 @@ impl Run {
         ckpt.restore_model(&self.model).unwrap();
         ckpt.restore_optimizer(self.optimizer.as_mut()).unwrap();
         ckpt.restore_loader(&mut self.loader).unwrap();
-        let Some(SchedulerState::StepLr(s)) = &ckpt.scheduler else {
-            panic!("a StepLr was saved")
-        };
-        self.scheduler = s.clone();
+        ckpt.restore_scheduler(&mut self.scheduler).unwrap();
         self.step = ckpt.step as usize;
     }
 

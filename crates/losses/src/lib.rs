@@ -31,6 +31,7 @@ mod binary;
 mod class_targets;
 mod classification;
 mod divergence;
+pub mod metrics;
 mod regression;
 
 pub use binary::{

@@ -1,6 +1,6 @@
 //! Parameter-free layers wrapping the activation ops, for use inside `Sequential`.
 
-use tapegrad_autograd::{GeluApprox, Tensor};
+use tapegrad_autograd::{or_panic, GeluApprox, Result, Tensor};
 
 use crate::Module;
 
@@ -61,11 +61,19 @@ impl Module for Relu {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.relu()
     }
+
+    fn describe(&self) -> String {
+        "ReLU".into()
+    }
 }
 
 impl Module for Sigmoid {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.sigmoid()
+    }
+
+    fn describe(&self) -> String {
+        "Sigmoid".into()
     }
 }
 
@@ -73,11 +81,19 @@ impl Module for Tanh {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.tanh()
     }
+
+    fn describe(&self) -> String {
+        "Tanh".into()
+    }
 }
 
 impl Module for LeakyRelu {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.leaky_relu(self.negative_slope)
+    }
+
+    fn describe(&self) -> String {
+        format!("LeakyReLU({})", self.negative_slope)
     }
 }
 
@@ -85,17 +101,36 @@ impl Module for Gelu {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.gelu(self.approximate)
     }
+
+    fn describe(&self) -> String {
+        match self.approximate {
+            GeluApprox::None => "GELU".into(),
+            _ => "GELU (tanh)".into(),
+        }
+    }
 }
 
 impl Module for Softmax {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.softmax(self.axis)
+        or_panic(self.try_forward(x))
+    }
+
+    fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.try_softmax(self.axis)
+    }
+
+    fn describe(&self) -> String {
+        format!("Softmax(axis {})", self.axis)
     }
 }
 
 impl Module for Identity {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.clone()
+    }
+
+    fn describe(&self) -> String {
+        "Identity".into()
     }
 }

@@ -57,4 +57,8 @@ impl Module for Dropout {
     fn set_training(&mut self, training: bool) {
         self.training = training;
     }
+
+    fn describe(&self) -> String {
+        format!("Dropout(p={})", self.p)
+    }
 }

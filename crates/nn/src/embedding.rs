@@ -61,7 +61,20 @@ impl Embedding {
 impl Module for Embedding {
     #[track_caller]
     fn forward(&self, ids: &Tensor) -> Tensor {
-        or_panic(self.try_forward(ids))
+        or_panic(Embedding::try_forward(self, ids))
+    }
+
+    fn try_forward(&self, ids: &Tensor) -> Result<Tensor> {
+        Embedding::try_forward(self, ids)
+    }
+
+    fn describe(&self) -> String {
+        let shape = self.weight.shape();
+        format!("Embedding {} × {}", shape[0], shape[1])
+    }
+
+    fn output_width(&self, _input_width: Option<usize>) -> Option<usize> {
+        Some(self.weight.shape()[1])
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {

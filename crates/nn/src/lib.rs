@@ -36,24 +36,63 @@
 mod activation;
 mod dropout;
 mod embedding;
+mod field;
 pub mod init;
 mod linear;
 mod norm;
 mod sequential;
+mod summary;
 
 pub use activation::{Gelu, Identity, LeakyRelu, Relu, Sigmoid, Softmax, Tanh};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
+pub use field::ModuleField;
 pub use linear::Linear;
 pub use norm::LayerNorm;
 pub use sequential::Sequential;
+pub use summary::{summary, Summary};
 pub use tapegrad_autograd::{GeluApprox, Result, Tensor, TensorError};
+/// `#[derive(Module)]` for a struct of layers (see the `tapegrad-derive` crate): the
+/// trait and its derive share the name, so `use tapegrad::nn::Module` brings both.
+pub use tapegrad_derive::Module;
 
 /// A layer or a whole model: a differentiable map with named parameters.
 pub trait Module {
     /// Runs the layer. Like PyTorch, a shape that does not fit panics with the op and
-    /// the shapes.
+    /// the shapes, at the caller's line.
+    #[track_caller]
     fn forward(&self, input: &Tensor) -> Tensor;
+
+    /// Runs the layer, returning a bad input as an `Err` instead of panicking. Layers
+    /// that can refuse an input override it (and make `forward` unwrap it); the default
+    /// calls `forward`. `Sequential`'s error names the failing layer's index and kind.
+    #[track_caller]
+    fn try_forward(&self, input: &Tensor) -> Result<Tensor> {
+        Ok(self.forward(input))
+    }
+
+    /// One line saying what the module is, with its sizes (`Linear 10 → 5`), for error
+    /// messages and summaries. The default is the type's name.
+    fn describe(&self) -> String {
+        let full = std::any::type_name::<Self>();
+        let base = full.split('<').next().unwrap_or(full);
+        base.rsplit("::").next().unwrap_or(base).to_string()
+    }
+
+    /// The sub-modules, under their names, in declaration order (for summaries);
+    /// empty for a leaf layer.
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        Vec::new()
+    }
+
+    /// The width of the output's last axis given the input's (`None`: unknown). The
+    /// default keeps the width for a leaf (activations, dropout, norms) and threads it
+    /// through the children in order for a container.
+    fn output_width(&self, input_width: Option<usize>) -> Option<usize> {
+        self.children()
+            .iter()
+            .fold(input_width, |w, (_, child)| child.output_width(w))
+    }
 
     /// Parameters under their state-dict names, in a fixed order.
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
@@ -93,6 +132,21 @@ pub trait Module {
         self.set_training(false);
     }
 }
+
+/// `Display` for leaf layers: their one-line description, as `print(layer)` in PyTorch.
+macro_rules! display_by_describe {
+    ($($layer:ty),* $(,)?) => {$(
+        impl std::fmt::Display for $layer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&Module::describe(self))
+            }
+        }
+    )*};
+}
+
+display_by_describe!(
+    Linear, Relu, Sigmoid, Tanh, LeakyRelu, Gelu, Softmax, Identity, Dropout, LayerNorm, Embedding,
+);
 
 /// The parameters of named children, each name prefixed as PyTorch does (`fc1.weight`).
 pub fn prefixed_parameters(children: &[(&str, &dyn Module)]) -> Vec<(String, Tensor)> {

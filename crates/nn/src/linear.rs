@@ -1,7 +1,7 @@
 //! `Linear`: y = x·Wᵀ + b, with PyTorch's layout and default initialisation.
 
 use rand::Rng;
-use tapegrad_autograd::{with_default_rng, Result, Tensor};
+use tapegrad_autograd::{or_panic, with_default_rng, Result, Tensor};
 
 use crate::init::kaiming_uniform;
 use crate::Module;
@@ -81,7 +81,24 @@ impl Linear {
 impl Module for Linear {
     #[track_caller]
     fn forward(&self, input: &Tensor) -> Tensor {
-        input.linear(&self.weight, self.bias.as_ref())
+        or_panic(self.try_forward(input))
+    }
+
+    fn try_forward(&self, input: &Tensor) -> Result<Tensor> {
+        input.try_linear(&self.weight, self.bias.as_ref())
+    }
+
+    fn describe(&self) -> String {
+        let bias = if self.bias.is_some() { "" } else { ", no bias" };
+        format!(
+            "Linear {} → {}{bias}",
+            self.in_features(),
+            self.out_features()
+        )
+    }
+
+    fn output_width(&self, _input_width: Option<usize>) -> Option<usize> {
+        Some(self.out_features())
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {

@@ -71,7 +71,15 @@ impl LayerNorm {
 impl Module for LayerNorm {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        or_panic(self.try_forward(x))
+        or_panic(LayerNorm::try_forward(self, x))
+    }
+
+    fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
+        LayerNorm::try_forward(self, x)
+    }
+
+    fn describe(&self) -> String {
+        format!("LayerNorm {}", self.width)
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {

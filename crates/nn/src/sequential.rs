@@ -1,7 +1,10 @@
 //! `Sequential`: layers applied in order, with parameters named by position
 //! (`0.weight`, `2.bias`), as `torch.nn.Sequential`.
 
-use tapegrad_autograd::Tensor;
+use std::fmt;
+use std::panic::Location;
+
+use tapegrad_autograd::{or_panic, Result, Tensor, TensorError};
 
 use crate::Module;
 
@@ -40,14 +43,44 @@ impl Sequential {
     }
 }
 
+/// Wraps a layer's error with the layer's position and kind and the caller's line; an
+/// error from a nested container keeps the outer line and joins the two positions.
+fn in_layer(
+    index: usize,
+    layer: &dyn Module,
+    location: &'static Location<'static>,
+    e: TensorError,
+) -> TensorError {
+    match e {
+        TensorError::InModule { module, source, .. } => TensorError::InModule {
+            module: format!("Sequential[{index}] → {module}"),
+            location,
+            source,
+        },
+        other => TensorError::InModule {
+            module: format!("Sequential[{index}] ({})", layer.describe()),
+            location,
+            source: Box::new(other),
+        },
+    }
+}
+
 impl Module for Sequential {
     #[track_caller]
     fn forward(&self, input: &Tensor) -> Tensor {
+        or_panic(self.try_forward(input))
+    }
+
+    #[track_caller]
+    fn try_forward(&self, input: &Tensor) -> Result<Tensor> {
+        let location = Location::caller();
         let mut x = input.clone();
-        for layer in &self.layers {
-            x = layer.forward(&x);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer
+                .try_forward(&x)
+                .map_err(|e| in_layer(i, layer.as_ref(), location, e))?;
         }
-        x
+        Ok(x)
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
@@ -67,5 +100,24 @@ impl Module for Sequential {
         for layer in &mut self.layers {
             layer.set_training(training);
         }
+    }
+
+    fn describe(&self) -> String {
+        format!("Sequential ({} layers)", self.layers.len())
+    }
+
+    fn children(&self) -> Vec<(String, &dyn Module)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| (i.to_string(), layer.as_ref()))
+            .collect()
+    }
+}
+
+/// The model summary: each layer, its output width and parameter count, and the total.
+impl fmt::Display for Sequential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        crate::summary(self).fmt(f)
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt;
 
 /// Why an optimizer or scheduler could not be built, or a saved state could not be loaded.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, PartialEq)]
 pub enum OptimError {
     /// A hyper-parameter outside its valid range; the message names the value,
     /// worded as PyTorch words it (e.g. "Invalid learning rate: -0.1").
@@ -140,6 +140,14 @@ impl fmt::Display for OptimError {
                  error_if_nonfinite = false to scale them by it anyway)"
             ),
         }
+    }
+}
+
+/// Debug prints the same sentence as Display: `?` in `main` shows an error with
+/// `{:?}`, and a user should read the message there, not the fields it is built from.
+impl fmt::Debug for OptimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -21,12 +21,17 @@ pub fn set_num_threads(n: usize) {
     NUM_THREADS.store(n.max(1), Ordering::Relaxed);
 }
 
-/// How many threads matrix products may use.
+/// How many threads matrix products may use: what [`set_num_threads`] set, else the
+/// `TAPEGRAD_THREADS` environment variable (read once, at first use, as PyTorch reads
+/// `OMP_NUM_THREADS`), else the number of CPUs available to the process.
 pub fn num_threads() -> usize {
     match NUM_THREADS.load(Ordering::Relaxed) {
         0 => {
             // Asking the OS reads cgroup files: do it once, not per product.
-            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let from_env = std::env::var("TAPEGRAD_THREADS").ok();
+            let n = (from_env.and_then(|v| v.trim().parse::<usize>().ok()))
+                .filter(|&n| n > 0)
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
             NUM_THREADS.store(n, Ordering::Relaxed);
             n
         }
