@@ -195,24 +195,45 @@ fn pack_a_panel(a: MatRef, pc: usize, kc: usize, i0: usize, rows_end: usize, mr:
     let dst = &mut dst[..kc * mr];
     if a.row_stride == 1 && rows == mr {
         // A transposed in memory (Aᵀ·G in backward): each p's mr values are contiguous.
-        for (p, d) in dst.chunks_exact_mut(mr).enumerate() {
-            let s = i0 + (pc + p) * a.col_stride;
-            d.copy_from_slice(&a.data[s..s + mr]);
+        let start = i0 + pc * a.col_stride;
+        match mr {
+            4 => gather::<4>(&a.data[start..], a.col_stride, dst),
+            6 => gather::<6>(&a.data[start..], a.col_stride, dst),
+            _ => {
+                for (p, d) in dst.chunks_exact_mut(mr).enumerate() {
+                    let s = start + p * a.col_stride;
+                    d.copy_from_slice(&a.data[s..s + mr]);
+                }
+            }
         }
         return;
+    }
+    if a.col_stride == 1 && rows == mr {
+        // Row-major A (the usual case): interleave mr contiguous rows.
+        let row = |i: usize| {
+            let s = (i0 + i) * a.row_stride + pc;
+            &a.data[s..s + kc]
+        };
+        match mr {
+            4 => return interleave::<4>(std::array::from_fn(row), dst),
+            6 => return interleave::<6>(std::array::from_fn(row), dst),
+            _ => {}
+        }
     }
     if rows < mr {
         dst.fill(0.0);
     }
     for i in 0..rows {
         let base = (i0 + i) * a.row_stride + pc * a.col_stride;
+        let column = dst[i..].iter_mut().step_by(mr);
         if a.col_stride == 1 {
-            for (p, &v) in a.data[base..base + kc].iter().enumerate() {
-                dst[p * mr + i] = v;
+            for (d, &v) in column.zip(&a.data[base..base + kc]) {
+                *d = v;
             }
         } else {
-            for p in 0..kc {
-                dst[p * mr + i] = a.data[base + p * a.col_stride];
+            let src = &a.data[base..=base + (kc - 1) * a.col_stride];
+            for (d, &v) in column.zip(src.iter().step_by(a.col_stride)) {
+                *d = v;
             }
         }
     }
@@ -225,27 +246,70 @@ fn pack_b_panel(b: MatRef, pc: usize, kc: usize, j0: usize, cols_end: usize, nr:
     let dst = &mut dst[..kc * nr];
     if b.col_stride == 1 && cols == nr {
         // Row-major B: each p's nr values are contiguous.
-        for (p, d) in dst.chunks_exact_mut(nr).enumerate() {
-            let s = (pc + p) * b.row_stride + j0;
-            d.copy_from_slice(&b.data[s..s + nr]);
+        let start = pc * b.row_stride + j0;
+        match nr {
+            8 => gather::<8>(&b.data[start..], b.row_stride, dst),
+            16 => gather::<16>(&b.data[start..], b.row_stride, dst),
+            _ => {
+                for (p, d) in dst.chunks_exact_mut(nr).enumerate() {
+                    let s = start + p * b.row_stride;
+                    d.copy_from_slice(&b.data[s..s + nr]);
+                }
+            }
         }
         return;
+    }
+    if b.row_stride == 1 && cols == nr {
+        // Wᵀ in `linear`: column j of B is row j of W, contiguous along p.
+        let column = |j: usize| {
+            let s = pc + (j0 + j) * b.col_stride;
+            &b.data[s..s + kc]
+        };
+        match nr {
+            8 => return interleave::<8>(std::array::from_fn(column), dst),
+            16 => return interleave::<16>(std::array::from_fn(column), dst),
+            _ => {}
+        }
     }
     if cols < nr {
         dst.fill(0.0);
     }
     for j in 0..cols {
         let base = pc * b.row_stride + (j0 + j) * b.col_stride;
+        let column = dst[j..].iter_mut().step_by(nr);
         if b.row_stride == 1 {
             // Wᵀ in `linear`: column j of B is row j of W, contiguous along p.
-            for (p, &v) in b.data[base..base + kc].iter().enumerate() {
-                dst[p * nr + j] = v;
+            for (d, &v) in column.zip(&b.data[base..base + kc]) {
+                *d = v;
             }
         } else {
-            for p in 0..kc {
-                dst[p * nr + j] = b.data[base + p * b.row_stride];
+            let src = &b.data[base..=base + (kc - 1) * b.row_stride];
+            for (d, &v) in column.zip(src.iter().step_by(b.row_stride)) {
+                *d = v;
             }
         }
+    }
+}
+
+/// `dst[p·R + r] = src[r][p]`: R equally long slices interleaved, one contiguous
+/// R-group of `dst` per p (a transposing copy with R read streams).
+fn interleave<const R: usize>(src: [&[f32]; R], dst: &mut [f32]) {
+    let kc = src[0].len();
+    // Equal lengths, stated so the loop below needs no bounds checks.
+    let src = src.map(|s| &s[..kc]);
+    for (p, d) in dst[..kc * R].chunks_exact_mut(R).enumerate() {
+        for r in 0..R {
+            d[r] = src[r][p];
+        }
+    }
+}
+
+/// `dst[p·R .. p·R + R] = src[p·stride .. p·stride + R]` for every R-group of `dst`: a
+/// copy of R-wide rows whose width the compiler knows (no `memcpy` call per row).
+fn gather<const R: usize>(src: &[f32], stride: usize, dst: &mut [f32]) {
+    for (p, d) in dst.chunks_exact_mut(R).enumerate() {
+        let row: &[f32; R] = src[p * stride..p * stride + R].try_into().unwrap();
+        d.copy_from_slice(row);
     }
 }
 

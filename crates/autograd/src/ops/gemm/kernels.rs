@@ -181,6 +181,13 @@ unsafe fn avx2_6x16(
     use std::arch::x86_64::*;
     const MR: usize = 6;
     const NR: usize = 16;
+    // Ask for C's tile now: it is read only after the loop, which hides the latency
+    // (C's rows are a page apart for wide outputs, beyond the hardware prefetcher).
+    for i in 0..MR {
+        let row = c.wrapping_add(i * rs_c) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(row);
+        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(60));
+    }
     let z = _mm256_setzero_ps();
     let mut acc = [[z; 2]; MR];
     // SAFETY (whole loop): p < k, so a[p·6 + i] (i < 6) and b[p·16 .. p·16 + 16] lie in
