@@ -7,6 +7,9 @@
 //!   Linear(512,10), cross-entropy on integer labels, Adam lr 1e-3, batch 128.
 //! - `gemm_256`, `gemm_1024`: square f32 matmul.
 //! - `optimizer_step`: an Adam step over 1M parameters with a fixed gradient.
+//! - `peak_fma`: the machine's fp32 FMA peak, a register-only loop of independent
+//!   AVX2 FMAs on every thread ([`PEAK_FLOPS_PER_CALL`] per thread per iteration), so
+//!   GEMM figures can be given as a share of it.
 //!
 //! Data is synthetic, seeded and made once outside the timed loop. Set
 //! `TAPEGRAD_THREADS=1` (or 2) to fix the thread count.
@@ -117,12 +120,62 @@ fn optimizer_step(c: &mut Criterion) {
     c.bench_function("optimizer_step", |b| b.iter(|| optimizer.step()));
 }
 
+/// FMA iterations of `fma_loop` per call: long enough (a few ms) that starting the
+/// threads is noise.
+const PEAK_ITERS: u64 = 2_000_000;
+/// Floating-point operations one `fma_loop(PEAK_ITERS)` performs: 12 chains × 8 lanes ×
+/// 2 (multiply and add) per iteration.
+const PEAK_FLOPS_PER_CALL: u64 = PEAK_ITERS * 12 * 8 * 2;
+
+/// 12 independent chains of 8-lane FMAs: enough to cover the FMA latency on two pipes,
+/// and nothing but registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fma_loop(iters: u64) -> f32 {
+    use std::arch::x86_64::*;
+    let (x, y) = (_mm256_set1_ps(0.999_999), _mm256_set1_ps(1e-7));
+    let mut acc = [_mm256_set1_ps(1.0); 12];
+    for _ in 0..iters {
+        for a in acc.iter_mut() {
+            *a = _mm256_fmadd_ps(*a, x, y);
+        }
+    }
+    let mut lanes = [0.0f32; 8];
+    let total = acc.iter().fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
+    // SAFETY: `lanes` holds 8 floats; the store is unaligned.
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), total) };
+    lanes.iter().sum()
+}
+
+/// The fp32 FMA peak on `num_threads()` threads (AVX2 + FMA machines only); compare.py
+/// turns its time into GFLOP/s with `PEAK_FLOPS_PER_CALL` per thread.
+fn peak_fma(c: &mut Criterion) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    {
+        let threads = tapegrad::autograd::num_threads();
+        eprintln!("peak_fma: {PEAK_FLOPS_PER_CALL} flops per thread per iteration, {threads} thread(s)");
+        // SAFETY: AVX2 and FMA were detected on this CPU just above.
+        let run = || unsafe { fma_loop(std::hint::black_box(PEAK_ITERS)) };
+        c.bench_function("peak_fma", |b| {
+            b.iter(|| {
+                std::thread::scope(|s| {
+                    let others: Vec<_> = (1..threads).map(|_| s.spawn(run)).collect();
+                    let mine = run();
+                    others.into_iter().map(|h| h.join().unwrap()).sum::<f32>() + mine
+                })
+            })
+        });
+    }
+}
+
 fn configure(c: &mut Criterion) {
     threads_from_env();
     w1_seed_step(c);
     w2_mlp_adam_step(c);
     gemm(c);
     optimizer_step(c);
+    peak_fma(c);
 }
 
 criterion_group!(benches, configure);

@@ -20,6 +20,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKLOADS = ["w1_seed_step", "w2_mlp_adam_step", "gemm_256", "gemm_1024", "optimizer_step"]
 GEMM_N = {"gemm_256": 256, "gemm_1024": 1024}
+# PEAK_FLOPS_PER_CALL in benches/workloads.rs: 2M iterations x 12 chains x 8 lanes x 2.
+PEAK_FLOPS_PER_THREAD = 2_000_000 * 12 * 8 * 2
 
 
 def tapegrad_times(threads, quick):
@@ -29,8 +31,10 @@ def tapegrad_times(threads, quick):
         args += ["--warm-up-time", "1", "--measurement-time", "2"]
     subprocess.run(args, cwd=ROOT, env=env, check=True, stdout=sys.stderr)
     times = {}
-    for w in WORKLOADS:
+    for w in WORKLOADS + ["peak_fma"]:
         path = os.path.join(ROOT, "target", "criterion", w, f"threads{threads}", "estimates.json")
+        if w == "peak_fma" and not os.path.exists(path):
+            continue  # no AVX2 + FMA on this CPU
         with open(path) as f:
             times[w] = json.load(f)["median"]["point_estimate"] / 1000.0  # ns -> us
     return times
@@ -66,6 +70,11 @@ def main():
     version, theirs = torch_times()
     print(f"{datetime.date.today()} · {cpu_name()} · {os.cpu_count()} cores · PyTorch {version}")
     print()
+    # benches/workloads.rs: peak_fma runs PEAK_FLOPS_PER_CALL on each thread.
+    peak = {t: PEAK_FLOPS_PER_THREAD * t / (ours[t]["peak_fma"] * 1e3) for t in (1, 2) if "peak_fma" in ours[t]}
+    for t, gflops in peak.items():
+        print(f"measured fp32 FMA peak, {t} thread(s): {gflops:.0f} GFLOP/s")
+    print()
     print("| workload | threads | tapegrad | PyTorch | speed-up |")
     print("| --- | --- | --- | --- | --- |")
     for w in WORKLOADS:
@@ -75,6 +84,8 @@ def main():
             if w in GEMM_N:
                 flops = 2 * GEMM_N[w] ** 3
                 cells = [f"{c} ({flops / (us * 1e3):.0f} GFLOP/s)" for c, us in zip(cells, (a, b))]
+                if t in peak:
+                    cells[0] += f", {100 * flops / (a * 1e3) / peak[t]:.0f}% of peak"
             print(f"| {w} | {t} | {cells[0]} | {cells[1]} | {b / a:.2f}x |")
 
 

@@ -1,17 +1,19 @@
 //! The one place that multiplies matrices: [`gemm_into`] on strided views.
 //!
-//! Large products go to the `gemm` crate (runtime dispatch to AVX-512/AVX2/... kernels),
-//! split between threads along the output's longer side; tiny ones (the seed network's)
-//! run small direct loops that skip the crate's per-call packing allocations. Operands
-//! are strided views ([`MatRef`]), so transposes are read in place, never copied. Each
-//! output element sums over k in an order fixed by the blocking over k, not by the
-//! number of threads, so results are the same with 1 thread or many.
+//! Products go to our own blocked GEMM (`blis`: packing into reused per-thread buffers,
+//! cache blocking, threads splitting the output) around a register-blocked micro-kernel
+//! chosen at run time (`kernels`: AVX2 + FMA, or portable); tiny ones (the seed
+//! network's) run small direct loops that skip packing. Operands are strided views
+//! ([`MatRef`]), so transposes are read in place, never copied. Each output element
+//! sums over k in an order fixed by the blocking over k, not by the number of threads,
+//! so results are the same with 1 thread or many.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rayon::prelude::*;
-
 use crate::pool;
+
+mod blis;
+mod kernels;
 
 /// 0 means "not set": use the machine's available parallelism.
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
@@ -138,165 +140,27 @@ pub(crate) fn gemm_into(
         small_gemm(n, k, a, b, &mut dst[..m * n], accumulate);
         return;
     }
-    let threads = num_threads();
-    let mut parallelism = gemm::Parallelism::None;
-    if threads > 1 && (m * n).saturating_mul(k) >= PARALLEL_THRESHOLD {
-        if m.min(n) >= SHARED_PACKING_MIN {
-            // Both sides long: the crate's own threading shares one packed copy of each
-            // operand between threads (measured 290 vs 240 GFLOP/s at 256³ on 2 threads).
-            parallelism = gemm::Parallelism::Rayon(threads);
-        } else if m.max(n) >= 2 * MIN_SPLIT {
-            parallel_gemm(m, n, k, a, b, dst, accumulate, threads);
-            return;
-        }
-    }
-    // SAFETY: dst holds the m×n output (asserted above) and is borrowed exclusively.
-    unsafe { gemm_block(m, n, k, a, b, dst.as_mut_ptr(), n, accumulate, parallelism) }
-}
-
-/// Rows or columns below which splitting a product between threads costs more than it
-/// gains.
-const MIN_SPLIT: usize = 16;
-
-/// When both output sides are at least this long, the GEMM crate threads the product
-/// itself; below, one side is too short for its column-block split to feed two threads.
-const SHARED_PACKING_MIN: usize = 256;
-
-/// A pointer to the output that threads write disjoint blocks of.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-impl OutPtr {
-    /// The element `offset` places in. (A method, so closures capture the whole
-    /// `Send` wrapper rather than the raw pointer field.)
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
-}
-
-// SAFETY: `parallel_gemm` gives each thread a disjoint block of the output.
-unsafe impl Send for OutPtr {}
-// SAFETY: as above; the pointer is only read to compute each block's start.
-unsafe impl Sync for OutPtr {}
-
-/// Splits the output between threads along its longer side, so each thread packs only
-/// its share of the operand on that side. (The GEMM crate's own threading splits over
-/// column blocks, which leaves the second thread idle for a batch of 128 rows times a
-/// 512-wide layer.) Each output element still sums over k in the same order, so the
-/// result does not depend on the thread count.
-#[allow(clippy::too_many_arguments)]
-fn parallel_gemm(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: MatRef,
-    b: MatRef,
-    dst: &mut [f32],
-    accumulate: bool,
-    threads: usize,
-) {
-    let split_rows = m > n;
-    let len = if split_rows { m } else { n };
-    let per = len.div_ceil(threads).max(MIN_SPLIT);
-    let out = OutPtr(dst.as_mut_ptr());
-    (0..len.div_ceil(per)).into_par_iter().for_each(|part| {
-        let (start, end) = (part * per, ((part + 1) * per).min(len));
-        if split_rows {
-            let a_rows = MatRef {
-                data: &a.data[start * a.row_stride..],
-                ..a
-            };
-            // SAFETY: rows start..end of the m×n output, disjoint from other parts' rows,
-            // inside `dst` (asserted by the caller).
-            unsafe {
-                gemm_block(
-                    end - start,
-                    n,
-                    k,
-                    a_rows,
-                    b,
-                    out.at(start * n),
-                    n,
-                    accumulate,
-                    gemm::Parallelism::None,
-                )
-            }
-        } else {
-            let b_cols = MatRef {
-                data: &b.data[start * b.col_stride..],
-                ..b
-            };
-            // SAFETY: columns start..end of every row of the m×n output, disjoint from
-            // other parts' columns, inside `dst` (asserted by the caller).
-            unsafe {
-                gemm_block(
-                    m,
-                    end - start,
-                    k,
-                    a,
-                    b_cols,
-                    out.at(start),
-                    n,
-                    accumulate,
-                    gemm::Parallelism::None,
-                )
-            }
-        }
-    });
-}
-
-/// One GEMM-crate call into an m×n block of a row-major output with row stride
-/// `dst_row_stride`, threaded by the crate as `parallelism` says.
-///
-/// # Safety
-/// `dst` must point to such a block that the caller may write and no one else touches
-/// during the call.
-#[allow(clippy::too_many_arguments)]
-unsafe fn gemm_block(
-    m: usize,
-    n: usize,
-    k: usize,
-    a: MatRef,
-    b: MatRef,
-    dst: *mut f32,
-    dst_row_stride: usize,
-    accumulate: bool,
-    parallelism: gemm::Parallelism,
-) {
-    assert!(
-        a.fits(m, k) && b.fits(k, n),
-        "gemm_into: operand out of bounds"
+    let threads = if (m * n).saturating_mul(k) >= PARALLEL_THRESHOLD {
+        num_threads()
+    } else {
+        1
+    };
+    blis::gemm(
+        kernels::selected(),
+        m,
+        n,
+        k,
+        a,
+        b,
+        &mut dst[..m * n],
+        accumulate,
+        threads,
     );
-    // SAFETY: the assert checks that every element gemm reads, a[i·rs + p·cs] for i < m,
-    // p < k (likewise b for p < k, j < n), lies inside its slice; the caller guarantees
-    // the output block. alpha = 1 keeps dst when accumulating; beta = 1 scales a·b by one.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            1,
-            dst_row_stride as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.col_stride as isize,
-            a.row_stride as isize,
-            b.data.as_ptr(),
-            b.col_stride as isize,
-            b.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
 }
 
-/// Products up to this many multiply-adds skip the GEMM crate, whose per-call packing
-/// buffers (allocated and zeroed on every call) cost more than the arithmetic for the
-/// tiny matrices of small networks (measured on the seed network's training step).
+/// Products up to this many multiply-adds skip the blocked GEMM: for the tiny matrices
+/// of small networks, packing and edge tiles cost more than the arithmetic (measured on
+/// the seed network's training step).
 const SMALL_PRODUCT: usize = 16 * 1024;
 
 /// Tiny products, in the loop order the operands' strides allow without copying:
@@ -416,7 +280,7 @@ mod tests {
 
     #[test]
     fn strided_gemm_matches_the_triple_loop() {
-        // 37·29·41 goes through the GEMM crate, the others through each small-product form.
+        // 37·29·41 goes through the blocked GEMM, the others through each small-product form.
         for (m, n, k) in [(37, 29, 41), (7, 5, 9), (3, 9, 5), (9, 3, 5), (40, 1, 3)] {
             check_layouts(m, n, k);
         }
@@ -449,8 +313,8 @@ mod tests {
 
     #[test]
     fn threads_split_products_without_changing_a_bit() {
-        // Rows split (m > n), columns split (n ≥ m), and the GEMM crate's own threading.
-        for (m, n, k) in [(300, 40, 100), (40, 300, 100), (300, 300, 64)] {
+        // Row blocks split between threads, a short m (columns split), both sides long.
+        for (m, n, k) in [(300, 40, 100), (8, 3000, 40), (300, 300, 64)] {
             let a: Vec<f32> = (0..m * k)
                 .map(|i| ((i * 7) % 13) as f32 * 0.37 - 2.0)
                 .collect();

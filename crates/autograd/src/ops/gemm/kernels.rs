@@ -1,0 +1,285 @@
+//! The GEMM micro-kernels and the choice between them.
+//!
+//! A micro-kernel multiplies one packed `MR × kc` panel of A by one packed `kc × NR`
+//! panel of B in registers and writes (or adds) the `MR × NR` tile into C. Every kernel
+//! sums each output element over p = 0..kc in order, from zero, and then adds the sum
+//! to C once, so a tile's values do not depend on where the blocking or the threads put
+//! it. The kernel is chosen once per process from the running CPU, or forced with
+//! `TAPEGRAD_GEMM_KERNEL=scalar|avx2` (so a machine with AVX2 can test the scalar path).
+
+use std::sync::OnceLock;
+
+/// The environment variable that forces a kernel (`scalar` or `avx2`).
+pub(crate) const KERNEL_ENV: &str = "TAPEGRAD_GEMM_KERNEL";
+
+/// Most elements a tile of any kernel holds (the edge-tile scratch space).
+pub(crate) const MAX_TILE: usize = 128;
+
+/// `c[i·rs_c + j] (+)= Σ_p a[p·MR + i]·b[p·NR + j]` for the kernel's MR × NR tile.
+///
+/// # Safety
+/// `a` must point to `k·MR` readable floats, `b` to `k·NR`, and `c` to an MR × NR tile
+/// with row stride `rs_c` that the caller may read and write, touched by no one else
+/// during the call; the CPU must have the kernel's instruction set.
+pub(crate) type KernelFn =
+    unsafe fn(k: usize, a: *const f32, b: *const f32, c: *mut f32, rs_c: usize, accumulate: bool);
+
+/// A micro-kernel and its tile shape.
+pub(crate) struct Kernel {
+    /// The name `TAPEGRAD_GEMM_KERNEL` selects it by.
+    pub name: &'static str,
+    /// Rows of the tile (of A's packed panels).
+    pub mr: usize,
+    /// Columns of the tile (of B's packed panels).
+    pub nr: usize,
+    /// The kernel itself; only call it through [`Kernel::run`].
+    func: KernelFn,
+}
+
+impl Kernel {
+    /// Runs the kernel on one tile.
+    ///
+    /// # Safety
+    /// As for [`KernelFn`]; the instruction set is checked when the kernel is handed
+    /// out by [`available`] or [`selected`], the only ways to get one.
+    #[inline(always)]
+    pub(crate) unsafe fn run(
+        &self,
+        k: usize,
+        a: *const f32,
+        b: *const f32,
+        c: *mut f32,
+        rs_c: usize,
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded from the caller; the ISA was checked when `self` was handed out.
+        unsafe { (self.func)(k, a, b, c, rs_c, accumulate) }
+    }
+}
+
+/// The portable kernel, for CPUs without AVX2 + FMA. Plain `a·b + c` (not `mul_add`,
+/// which is a library call without FMA hardware); LLVM vectorises the 4 × 8 tile with
+/// the baseline SSE2.
+static SCALAR: Kernel = Kernel {
+    name: "scalar",
+    mr: 4,
+    nr: 8,
+    func: scalar_4x8,
+};
+
+/// The AVX2 + FMA kernel: a 6 × 16 tile in 12 of the 16 ymm registers.
+#[cfg(target_arch = "x86_64")]
+static AVX2: Kernel = Kernel {
+    name: "avx2",
+    mr: 6,
+    nr: 16,
+    func: avx2_6x16,
+};
+
+/// Every kernel the running CPU can execute, best last.
+pub(crate) fn available() -> Vec<&'static Kernel> {
+    #[allow(unused_mut)]
+    let mut out = vec![&SCALAR];
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        out.push(&AVX2);
+    }
+    out
+}
+
+#[cfg(target_arch = "x86_64")]
+fn has_avx2_fma() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// The kernel every product uses: the one `TAPEGRAD_GEMM_KERNEL` names if this CPU can
+/// run it, else the best one this CPU has. Decided once per process.
+pub(crate) fn selected() -> &'static Kernel {
+    static CHOICE: OnceLock<&'static Kernel> = OnceLock::new();
+    CHOICE.get_or_init(|| {
+        let wanted = std::env::var(KERNEL_ENV).ok();
+        choose(wanted.as_deref(), &available())
+    })
+}
+
+/// The kernel named `wanted` among `available`, else the last (best) one. An unknown
+/// or unavailable name is reported on stderr rather than silently ignored.
+fn choose(wanted: Option<&str>, available: &[&'static Kernel]) -> &'static Kernel {
+    let best = available[available.len() - 1];
+    let Some(name) = wanted.map(str::trim).filter(|s| !s.is_empty()) else {
+        return best;
+    };
+    match available.iter().find(|k| k.name.eq_ignore_ascii_case(name)) {
+        Some(k) => k,
+        None => {
+            let names: Vec<_> = available.iter().map(|k| k.name).collect();
+            eprintln!(
+                "tapegrad: {KERNEL_ENV}={name} is not a GEMM kernel this CPU can run \
+                 (available: {names:?}); using {}",
+                best.name
+            );
+            best
+        }
+    }
+}
+
+/// See [`SCALAR`].
+///
+/// # Safety
+/// As for [`KernelFn`] with MR = 4, NR = 8.
+unsafe fn scalar_4x8(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rs_c: usize,
+    accumulate: bool,
+) {
+    const MR: usize = 4;
+    const NR: usize = 8;
+    // SAFETY: the caller guarantees k·MR floats at `a` and k·NR at `b`.
+    let (a, b) = unsafe {
+        (
+            std::slice::from_raw_parts(a, k * MR),
+            std::slice::from_raw_parts(b, k * NR),
+        )
+    };
+    let mut acc = [[0.0f32; NR]; MR];
+    for (ap, bp) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+        for i in 0..MR {
+            for j in 0..NR {
+                acc[i][j] += ap[i] * bp[j];
+            }
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        for (j, &v) in row.iter().enumerate() {
+            // SAFETY: (i, j) lies in the MR × NR tile the caller handed over.
+            unsafe {
+                let dst = c.add(i * rs_c + j);
+                *dst = if accumulate { *dst + v } else { v };
+            }
+        }
+    }
+}
+
+/// See [`AVX2`]. Each step broadcasts one element of A's panel per row and multiplies
+/// it into two 8-wide vectors of B's panel: 12 FMAs per 2 loads + 6 broadcasts.
+///
+/// # Safety
+/// As for [`KernelFn`] with MR = 6, NR = 16, on a CPU with AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_6x16(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rs_c: usize,
+    accumulate: bool,
+) {
+    use std::arch::x86_64::*;
+    const MR: usize = 6;
+    const NR: usize = 16;
+    // Ask for C's tile now: it is read only after the loop, which hides the latency
+    // (C's rows are a page apart for wide outputs, beyond the hardware prefetcher).
+    for i in 0..MR {
+        let row = c.wrapping_add(i * rs_c) as *const i8;
+        _mm_prefetch::<_MM_HINT_T0>(row);
+        _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(60));
+    }
+    let z = _mm256_setzero_ps();
+    let mut acc = [[z; 2]; MR];
+    // SAFETY (whole loop): p < k, so a[p·6 + i] (i < 6) and b[p·16 .. p·16 + 16] lie in
+    // the k·6 and k·16 floats the caller guarantees; unaligned loads need no alignment.
+    unsafe {
+        let mut ap = a;
+        let mut bp = b;
+        for _ in 0..k {
+            let b0 = _mm256_loadu_ps(bp);
+            let b1 = _mm256_loadu_ps(bp.add(8));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*ap.add(i));
+                row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+            }
+            ap = ap.add(MR);
+            bp = bp.add(NR);
+        }
+    }
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: row i, columns 0..16 of the tile the caller handed over.
+        unsafe {
+            let dst = c.add(i * rs_c);
+            let (mut lo, mut hi) = (row[0], row[1]);
+            if accumulate {
+                lo = _mm256_add_ps(_mm256_loadu_ps(dst), lo);
+                hi = _mm256_add_ps(_mm256_loadu_ps(dst.add(8)), hi);
+            }
+            _mm256_storeu_ps(dst, lo);
+            _mm256_storeu_ps(dst.add(8), hi);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain sum over p, in order, as every kernel must compute it.
+    fn reference(k: usize, mr: usize, nr: usize, a: &[f32], b: &[f32], c0: f32) -> Vec<f32> {
+        let mut c = vec![c0; mr * nr];
+        for i in 0..mr {
+            for j in 0..nr {
+                let s: f32 = (0..k).map(|p| a[p * mr + i] as f64 * b[p * nr + j] as f64).sum::<f64>() as f32;
+                c[i * nr + j] += s;
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn every_available_kernel_computes_its_tile() {
+        for kernel in available() {
+            let (mr, nr) = (kernel.mr, kernel.nr);
+            assert!(mr * nr <= MAX_TILE);
+            for k in [1, 2, 7, 17, 64] {
+                let a: Vec<f32> = (0..k * mr).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+                let b: Vec<f32> = (0..k * nr).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+                // A row stride wider than the tile, with a sentinel in the gap.
+                let rs = nr + 3;
+                for accumulate in [false, true] {
+                    let mut c = vec![2.5f32; mr * rs];
+                    // SAFETY: a, b hold k·mr and k·nr floats; c an mr × nr tile of stride rs.
+                    unsafe {
+                        kernel.run(k, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), rs, accumulate)
+                    };
+                    let want = reference(k, mr, nr, &a, &b, if accumulate { 2.5 } else { 0.0 });
+                    for i in 0..mr {
+                        // Small integers: every path is exact.
+                        assert_eq!(&c[i * rs..i * rs + nr], &want[i * nr..(i + 1) * nr], "{}", kernel.name);
+                        assert_eq!(&c[i * rs + nr..(i + 1) * rs], &[2.5; 3], "{} wrote outside its tile", kernel.name);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_forced_kernel_is_used_only_when_available() {
+        let avail = available();
+        let best = *avail.last().unwrap();
+        assert!(std::ptr::eq(choose(None, &avail), best));
+        assert!(std::ptr::eq(choose(Some(""), &avail), best));
+        assert!(std::ptr::eq(choose(Some("SCALAR"), &avail), &SCALAR));
+        assert!(std::ptr::eq(choose(Some("no-such-kernel"), &avail), best));
+        // A kernel this CPU lacks is never handed out.
+        assert!(std::ptr::eq(choose(Some("avx2"), &[&SCALAR]), &SCALAR));
+    }
+
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn avx2_is_available_exactly_when_the_cpu_has_it() {
+        assert_eq!(available().iter().any(|k| k.name == "avx2"), has_avx2_fma());
+    }
+}
