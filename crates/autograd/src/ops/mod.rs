@@ -4,7 +4,9 @@
 pub(crate) mod binary;
 pub(crate) mod custom;
 pub(crate) mod gemm;
+pub(crate) mod layout;
 pub(crate) mod linalg;
+pub(crate) mod mask;
 pub(crate) mod movement;
 pub(crate) mod operators;
 pub(crate) mod reduce;
