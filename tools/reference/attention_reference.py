@@ -24,28 +24,40 @@ OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "attention_refere
 CASES = []
 
 
+def number(v):
+    """JSON has no infinities: -inf (in additive masks) is written as the string "-inf"."""
+    v = float(v)
+    if v == float("-inf"):
+        return "-inf"
+    assert math.isfinite(v), v
+    return v
+
+
 def tensor_json(t):
     t = t.detach()
-    return {"shape": list(t.shape), "data": [float(v) for v in t.reshape(-1).tolist()]}
+    return {"shape": list(t.shape), "data": [number(v) for v in t.reshape(-1).tolist()]}
 
 
 def randn(*shape):
     return torch.randn(*shape)
 
 
-def add(name, fn, *inputs, masks=()):
-    """fn(*inputs); inputs at positions in `masks` are 0/1 floats passed as bool."""
+def add(name, fn, *inputs, masks=(), consts=()):
+    """fn(*inputs); inputs at positions in `masks` are 0/1 floats passed as bool, those
+    in `consts` are float constants (an additive mask): neither takes a gradient."""
     xs = []
     for i, x in enumerate(inputs):
         if i in masks:
             xs.append(x.clone().bool())
+        elif i in consts:
+            xs.append(x.clone())
         else:
             xs.append(x.clone().detach().float().requires_grad_(True))
     out = fn(*xs)
     weights = torch.randn(out.shape)
     (out * weights).sum().backward()
     grads = [
-        torch.zeros_like(inputs[i]) if i in masks or x.grad is None else x.grad
+        torch.zeros_like(inputs[i]) if i in masks or i in consts or x.grad is None else x.grad
         for i, x in enumerate(xs)
     ]
     for g in grads:
@@ -95,6 +107,40 @@ add("elu", lambda a: F.elu(a, alpha=0.7), act_in)
 add("softplus", F.softplus, act_in)
 add("softplus_beta2_thr5", lambda a: F.softplus(a, beta=2.0, threshold=5.0), act_in)
 
+# ---- Fused scaled dot-product attention (scale 1/sqrt(D)) ----
+sdpa = F.scaled_dot_product_attention
+add("sdpa", sdpa, randn(2, 2, 5, 4), randn(2, 2, 6, 4), randn(2, 2, 6, 3))
+add("sdpa_causal", lambda q, k, v: sdpa(q, k, v, is_causal=True),
+    randn(2, 2, 5, 4), randn(2, 2, 5, 4), randn(2, 2, 5, 4))
+add("sdpa_causal_tall", lambda q, k, v: sdpa(q, k, v, is_causal=True),
+    randn(2, 5, 4), randn(2, 3, 4), randn(2, 3, 2))
+add("sdpa_causal_wide", lambda q, k, v: sdpa(q, k, v, is_causal=True),
+    randn(2, 3, 4), randn(2, 5, 4), randn(2, 5, 2))
+additive = randn(5, 6)
+additive[1, 2] = float("-inf")
+additive[3, 0] = float("-inf")
+add("sdpa_additive", lambda q, k, v, m: sdpa(q, k, v, attn_mask=m),
+    randn(2, 2, 5, 4), randn(2, 2, 6, 4), randn(2, 2, 6, 3), additive, consts=(3,))
+keep = bits(2, 1, 5, 6, p=0.6)
+keep[0, 0, 2] = 0.0  # a query with every key masked out: PyTorch gives zeros
+keep[1, 0, 4] = 1.0
+add("sdpa_bool", lambda q, k, v, m: sdpa(q, k, v, attn_mask=m),
+    randn(2, 2, 5, 4), randn(2, 2, 6, 4), randn(2, 2, 6, 3), keep, masks=(3,))
+# PyTorch refuses attn_mask together with is_causal; tapegrad applies both, so the
+# reference folds the causal mask into the explicit one.
+causal = torch.ones(5, 5).tril().bool()
+keep_sq = bits(2, 1, 5, 5, p=0.7)
+add("sdpa_bool_and_causal", lambda q, k, v, m: sdpa(q, k, v, attn_mask=m & causal),
+    randn(2, 2, 5, 4), randn(2, 2, 5, 4), randn(2, 2, 5, 3), keep_sq, masks=(3,))
+add("sdpa_additive_and_causal",
+    lambda q, k, v, m: sdpa(q, k, v, attn_mask=m.masked_fill(~causal, float("-inf"))),
+    randn(2, 5, 4), randn(2, 5, 4), randn(2, 5, 4), randn(5, 5), consts=(3,))
+# Longer than one 64-key tile, so the online softmax crosses tiles.
+add("sdpa_causal_long", lambda q, k, v: sdpa(q, k, v, is_causal=True),
+    randn(1, 150, 4), randn(1, 150, 4), randn(1, 150, 4))
+add("sdpa_cross_long", sdpa, randn(70, 3), randn(130, 3), randn(130, 2))
+add("sdpa_bcast", sdpa, randn(2, 3, 4, 4), randn(1, 3, 5, 4), randn(2, 1, 5, 4))
+
 with open(OUT, "w") as f:
-    json.dump({"torch_version": torch.__version__, "cases": CASES}, f, indent=1)
+    json.dump({"torch_version": torch.__version__, "cases": CASES}, f, separators=(",", ":"))
 print(f"wrote {len(CASES)} cases to {OUT}")

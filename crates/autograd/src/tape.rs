@@ -11,7 +11,7 @@
 use std::cell::{Cell, RefCell};
 
 use crate::error::{Result, TensorError};
-use crate::ops::{binary, custom, layout, linalg, mask, movement, reduce, unary};
+use crate::ops::{attention, binary, custom, layout, linalg, mask, movement, reduce, unary};
 use crate::pool;
 use crate::tensor::Tensor;
 
@@ -32,6 +32,7 @@ pub(crate) enum Op {
     Custom(custom::CustomRecord),
     Layout(layout::LayoutRecord),
     Mask(mask::MaskRecord),
+    Attention(attention::AttentionRecord),
 }
 
 struct Tape {
@@ -205,6 +206,7 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
                 Op::Custom(r) => r.backward(&g, &mut grads),
                 Op::Layout(r) => r.backward(&g, &mut grads),
                 Op::Mask(r) => r.backward(&g, &mut grads),
+                Op::Attention(r) => r.backward(&g, &mut grads),
             }
             pool::give(g);
         }

@@ -4,7 +4,7 @@
 
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use tapegrad_autograd::{gradcheck, Tensor, TensorError};
+use tapegrad_autograd::{gradcheck, num_threads, set_num_threads, AttnMask, Tensor, TensorError};
 
 const TOL: f32 = 2e-2;
 
@@ -219,4 +219,159 @@ fn bad_input_names_the_op_and_shapes() {
     assert!(e.contains("expand") && e.contains("[2, 4]"), "{e}");
     assert!(x.try_chunk(0, 0).is_err());
     assert!(Tensor::zeros(&[3]).try_tril(0).is_err());
+}
+
+/// The fused op against the same formula written from unfused ops.
+fn unfused_attention(q: &Tensor, k: &Tensor, v: &Tensor, keep: Option<&Tensor>) -> Tensor {
+    let d = q.shape()[q.rank() - 1] as f32;
+    let kt = k.transpose(k.rank() - 2, k.rank() - 1);
+    let scores = &q.matmul(&kt) * (1.0 / d.sqrt());
+    let scores = match keep {
+        Some(m) => scores.masked_fill(&(1.0 - m), f32::NEG_INFINITY),
+        None => scores,
+    };
+    scores.softmax(scores.rank() - 1).matmul(v)
+}
+
+#[test]
+fn fused_attention_gradients() {
+    let (q, k, v) = (
+        rand_t(&[2, 3, 4], 40),
+        rand_t(&[2, 5, 4], 41),
+        rand_t(&[2, 5, 3], 42),
+    );
+    check("sdpa", vec![q.clone(), k.clone(), v.clone()], |x| {
+        x[0].scaled_dot_product_attention(&x[1], &x[2], None, false)
+    });
+    let (qs, ks, vs) = (
+        rand_t(&[2, 4, 3], 43),
+        rand_t(&[2, 4, 3], 44),
+        rand_t(&[2, 4, 3], 45),
+    );
+    check(
+        "sdpa causal",
+        vec![qs.clone(), ks.clone(), vs.clone()],
+        |x| x[0].scaled_dot_product_attention(&x[1], &x[2], None, true),
+    );
+    let keep = t(
+        &[1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+        &[3, 4],
+    );
+    check(
+        "sdpa keep mask + causal",
+        vec![
+            rand_t(&[3, 3], 46),
+            rand_t(&[4, 3], 47),
+            rand_t(&[4, 2], 48),
+        ],
+        |x| x[0].scaled_dot_product_attention(&x[1], &x[2], Some(AttnMask::Keep(&keep)), true),
+    );
+    let add = rand_t(&[1, 3, 5], 49);
+    check("sdpa additive", vec![q, k, v], |x| {
+        x[0].scaled_dot_product_attention(&x[1], &x[2], Some(AttnMask::Additive(&add)), false)
+    });
+    // Broadcast batch axes: k and v shared across the first axis.
+    check(
+        "sdpa broadcast",
+        vec![
+            rand_t(&[2, 2, 3, 4], 50),
+            rand_t(&[2, 5, 4], 51),
+            rand_t(&[1, 5, 3], 52),
+        ],
+        |x| x[0].scaled_dot_product_attention(&x[1], &x[2], None, false),
+    );
+}
+
+#[test]
+fn fused_attention_equals_the_unfused_formula_across_tiles() {
+    // 100 queries and keys: two tiles of each, with a causal mask crossing them.
+    let (q, k, v) = (
+        rand_t(&[2, 100, 8], 60),
+        rand_t(&[2, 100, 8], 61),
+        rand_t(&[2, 100, 8], 62),
+    );
+    let causal = Tensor::ones(&[100, 100]).tril(0);
+    let fused = q.scaled_dot_product_attention(&k, &v, None, true);
+    let plain = unfused_attention(&q, &k, &v, Some(&causal));
+    for (a, b) in fused.to_vec().iter().zip(plain.to_vec()) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+    let as_keep = q.scaled_dot_product_attention(&k, &v, Some(AttnMask::Keep(&causal)), false);
+    assert_eq!(as_keep.to_vec(), fused.to_vec());
+}
+
+#[test]
+fn fused_attention_does_not_depend_on_the_thread_count() {
+    let run = |threads| {
+        set_num_threads(threads);
+        let leaves: Vec<Tensor> = (0..3)
+            .map(|i| rand_t(&[4, 64, 16], 70 + i).with_requires_grad(true))
+            .collect();
+        let out = leaves[0].scaled_dot_product_attention(&leaves[1], &leaves[2], None, true);
+        (&out * &rand_t(&[4, 64, 16], 80)).sum().backward();
+        let mut all = out.to_vec();
+        for l in &leaves {
+            all.extend(l.grad().unwrap().to_vec());
+        }
+        all
+    };
+    let before = num_threads();
+    let one = run(1);
+    let two = run(2);
+    set_num_threads(before);
+    assert_eq!(one, two);
+}
+
+#[test]
+fn fully_masked_queries_give_zeros_like_pytorch() {
+    let (q, k, v) = (
+        rand_t(&[2, 3], 90),
+        rand_t(&[4, 3], 91),
+        rand_t(&[4, 2], 92),
+    );
+    let keep = Tensor::zeros(&[2, 4]);
+    let out = q.scaled_dot_product_attention(&k, &v, Some(AttnMask::Keep(&keep)), false);
+    assert_eq!(out.to_vec(), [0.0; 4]);
+}
+
+#[test]
+fn fused_attention_bad_input() {
+    let (q, k, v) = (
+        Tensor::zeros(&[2, 3, 4]),
+        Tensor::zeros(&[2, 5, 4]),
+        Tensor::zeros(&[2, 5, 3]),
+    );
+    let e = q
+        .try_scaled_dot_product_attention(
+            &k,
+            &v,
+            Some(AttnMask::Keep(&Tensor::zeros(&[3, 4]))),
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("scaled_dot_product_attention")
+            && e.contains("[3, 4]")
+            && e.contains("[2, 3, 5]"),
+        "{e}"
+    );
+    let e = q
+        .try_scaled_dot_product_attention(&Tensor::zeros(&[2, 5, 3]), &v, None, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[2, 3, 4]") && e.contains("[2, 5, 3]"), "{e}");
+    let e = q
+        .try_scaled_dot_product_attention(&k, &Tensor::zeros(&[2, 6, 3]), None, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("[2, 5, 4]") && e.contains("[2, 6, 3]"), "{e}");
+    let e = q
+        .try_scaled_dot_product_attention(&Tensor::zeros(&[3, 5, 4]), &v, None, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("broadcast") && e.contains("[3, 5, 4]"), "{e}");
+    assert!(Tensor::zeros(&[4])
+        .try_scaled_dot_product_attention(&k, &v, None, false)
+        .is_err());
 }

@@ -6,7 +6,7 @@
 //! (PyTorch's are bool tensors), so their reference gradient is zero.
 
 use serde_json::Value;
-use tapegrad_autograd::Tensor;
+use tapegrad_autograd::{AttnMask, Tensor};
 
 const JSON: &str = include_str!("../../../tools/reference/attention_reference.json");
 
@@ -21,7 +21,11 @@ fn tensor(v: &Value) -> Tensor {
         .as_array()
         .unwrap()
         .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
+        .map(|x| match x.as_str() {
+            // JSON has no infinities; the script writes -inf (in masks) as a string.
+            Some("-inf") => f32::NEG_INFINITY,
+            _ => x.as_f64().unwrap() as f32,
+        })
         .collect();
     Tensor::from_vec(data, &shape).unwrap()
 }
@@ -59,6 +63,26 @@ fn run(name: &str, x: &[Tensor]) -> Tensor {
         "elu" => x[0].elu(0.7),
         "softplus" => x[0].softplus(1.0, 20.0),
         "softplus_beta2_thr5" => x[0].softplus(2.0, 5.0),
+        "sdpa" => x[0].scaled_dot_product_attention(&x[1], &x[2], None, false),
+        "sdpa_causal" => x[0].scaled_dot_product_attention(&x[1], &x[2], None, true),
+        "sdpa_additive" => {
+            x[0].scaled_dot_product_attention(&x[1], &x[2], Some(AttnMask::Additive(&x[3])), false)
+        }
+        "sdpa_bool" => {
+            x[0].scaled_dot_product_attention(&x[1], &x[2], Some(AttnMask::Keep(&x[3])), false)
+        }
+        "sdpa_bool_and_causal" => {
+            x[0].scaled_dot_product_attention(&x[1], &x[2], Some(AttnMask::Keep(&x[3])), true)
+        }
+        "sdpa_additive_and_causal" => {
+            x[0].scaled_dot_product_attention(&x[1], &x[2], Some(AttnMask::Additive(&x[3])), true)
+        }
+        "sdpa_cross_long" | "sdpa_bcast" => {
+            x[0].scaled_dot_product_attention(&x[1], &x[2], None, false)
+        }
+        "sdpa_causal_long" | "sdpa_causal_tall" | "sdpa_causal_wide" => {
+            x[0].scaled_dot_product_attention(&x[1], &x[2], None, true)
+        }
         other => panic!("no Rust op for reference case {other}"),
     }
 }
@@ -99,5 +123,5 @@ fn attention_ops_match_pytorch() {
         checked += 1;
     }
     assert_eq!(checked, cases.len());
-    assert!(checked >= 21);
+    assert!(checked >= 32);
 }

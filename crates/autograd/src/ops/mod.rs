@@ -1,6 +1,7 @@
 //! The differentiable ops, one module per family; each op's backward sits beside its
 //! forward, and `tape::backward` dispatches to the family's `backward` by one `match`.
 
+pub(crate) mod attention;
 pub(crate) mod binary;
 pub(crate) mod custom;
 pub(crate) mod gemm;
