@@ -3,7 +3,7 @@
 //! is the fused `Tensor::scaled_dot_product_attention`.
 
 use rand::Rng;
-use tapegrad_autograd::{or_panic, AttnMask, Result, Tensor, TensorError};
+use tapegrad_autograd::{or_panic, with_default_rng, AttnMask, Result, Tensor, TensorError};
 
 use crate::init::xavier_uniform;
 use crate::{Linear, Module};
@@ -46,6 +46,18 @@ fn check_heads(layer: &'static str, embed_dim: usize, num_heads: usize) -> Resul
 }
 
 impl MultiheadAttention {
+    /// [`MultiheadAttention::new_with_rng`] drawing from the default generator (see
+    /// `manual_seed`).
+    pub fn new(
+        embed_dim: usize,
+        num_heads: usize,
+        batch_first: bool,
+    ) -> Result<MultiheadAttention> {
+        with_default_rng(|rng| {
+            MultiheadAttention::new_with_rng(embed_dim, num_heads, batch_first, rng)
+        })
+    }
+
     /// `E = embed_dim` split into `num_heads` heads, with biases, PyTorch's
     /// initialisation drawn from `rng`. Fails unless `num_heads` divides `embed_dim`.
     pub fn new_with_rng(

@@ -8,22 +8,18 @@
 //! `mlp.c_proj.{weight,bias}` (`[E, 4E]`).
 
 use rand::Rng;
-use tapegrad_autograd::{or_panic, GeluApprox, Result, Tensor, TensorError};
+use tapegrad_autograd::{or_panic, with_default_rng, GeluApprox, Result, Tensor, TensorError};
 
-use crate::init::kaiming_uniform;
 use crate::{prefixed_parameters, Dropout, LayerNorm, Linear, Module};
 
 /// A `Linear` with PyTorch's default initialisation drawn from `rng`.
 fn linear(in_features: usize, out_features: usize, rng: &mut impl Rng) -> Result<Linear> {
-    let weight = kaiming_uniform(&[out_features, in_features], 5f32.sqrt(), rng)?;
-    let bound = 1.0 / (in_features as f32).sqrt();
-    let bias = Tensor::uniform(&[out_features], -bound, bound, rng)?;
-    Linear::from_tensors(weight, Some(bias))
+    Linear::new_with_rng(in_features, out_features, rng)
 }
 
-/// A dropout layer seeded from `rng`.
-fn dropout(p: f32, rng: &mut impl Rng) -> Result<Dropout> {
-    Dropout::new(p, rng.random::<u64>())
+/// A dropout layer (its masks come from the default generator, see `manual_seed`).
+fn dropout(p: f32) -> Result<Dropout> {
+    Dropout::new(p)
 }
 
 /// Causal multi-head self-attention on `[B, T, E]`, nanoGPT's `CausalSelfAttention`:
@@ -42,6 +38,14 @@ pub struct CausalSelfAttention {
 }
 
 impl CausalSelfAttention {
+    /// Width `embed_dim` in `num_heads` heads, drawn from the default generator (see
+    /// `manual_seed`); fails unless the heads divide the width.
+    pub fn new(embed_dim: usize, num_heads: usize, dropout_p: f32) -> Result<CausalSelfAttention> {
+        with_default_rng(|rng| {
+            CausalSelfAttention::new_with_rng(embed_dim, num_heads, dropout_p, rng)
+        })
+    }
+
     /// Width `embed_dim` in `num_heads` heads; fails unless the heads divide the width.
     pub fn new_with_rng(
         embed_dim: usize,
@@ -60,7 +64,7 @@ impl CausalSelfAttention {
         Ok(CausalSelfAttention {
             c_attn: linear(embed_dim, 3 * embed_dim, rng)?,
             c_proj: linear(embed_dim, embed_dim, rng)?,
-            resid_dropout: dropout(dropout_p, rng)?,
+            resid_dropout: dropout(dropout_p)?,
             num_heads,
         })
     }
@@ -134,12 +138,17 @@ pub struct Mlp {
 }
 
 impl Mlp {
+    /// Width `embed_dim`, hidden width `4 · embed_dim`, drawn from the default generator.
+    pub fn new(embed_dim: usize, dropout_p: f32) -> Result<Mlp> {
+        with_default_rng(|rng| Mlp::new_with_rng(embed_dim, dropout_p, rng))
+    }
+
     /// Width `embed_dim`, hidden width `4 · embed_dim`.
     pub fn new_with_rng(embed_dim: usize, dropout_p: f32, rng: &mut impl Rng) -> Result<Mlp> {
         Ok(Mlp {
             c_fc: linear(embed_dim, 4 * embed_dim, rng)?,
             c_proj: linear(4 * embed_dim, embed_dim, rng)?,
-            dropout: dropout(dropout_p, rng)?,
+            dropout: dropout(dropout_p)?,
         })
     }
 
@@ -181,9 +190,15 @@ pub struct TransformerBlock {
 }
 
 impl TransformerBlock {
+    /// [`TransformerBlock::new_with_rng`] drawing from the default generator (see
+    /// `manual_seed`).
+    pub fn new(embed_dim: usize, num_heads: usize, dropout_p: f32) -> Result<TransformerBlock> {
+        with_default_rng(|rng| TransformerBlock::new_with_rng(embed_dim, num_heads, dropout_p, rng))
+    }
+
     /// A block of width `embed_dim` with `num_heads` heads and dropout `dropout_p` on both
-    /// residual branches (active in training mode only). Linear layers get PyTorch's
-    /// default initialisation from `rng` (a GPT usually re-initialises them, e.g.
+    /// residual branches (active in training mode only; masks from the default generator,
+    /// as every `Dropout`'s). Linear layers get PyTorch's default initialisation from `rng` (a GPT usually re-initialises them, e.g.
     /// N(0, 0.02)); LayerNorms start at γ = 1, β = 0. Fails unless the heads divide the
     /// width or when `dropout_p` is outside [0, 1].
     pub fn new_with_rng(

@@ -217,3 +217,23 @@ fn bad_shapes_name_the_layer() {
     let e = err(block.try_forward(&Tensor::zeros(&[5, 8])));
     assert!(e.contains("[5, 8]"), "{e}");
 }
+
+#[test]
+fn default_generator_constructors_repeat_under_manual_seed() {
+    let params =
+        |m: &dyn Module| -> Vec<f32> { m.parameters().iter().flat_map(|p| p.to_vec()).collect() };
+    tapegrad_autograd::manual_seed(7);
+    let (a, ma) = (
+        TransformerBlock::new(8, 2, 0.0).unwrap(),
+        MultiheadAttention::new(8, 4, true).unwrap(),
+    );
+    tapegrad_autograd::manual_seed(7);
+    let (b, mb) = (
+        TransformerBlock::new(8, 2, 0.0).unwrap(),
+        MultiheadAttention::new(8, 4, true).unwrap(),
+    );
+    assert_eq!(params(&a), params(&b));
+    assert_eq!(params(&ma), params(&mb));
+    assert_eq!(ma.num_heads(), 4);
+    assert_eq!(ma.embed_dim(), 8);
+}
