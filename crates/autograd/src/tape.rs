@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 
 use crate::anomaly::{is_anomaly_enabled, non_finite};
 use crate::error::{Result, TensorError};
-use crate::ops::{binary, custom, linalg, movement, reduce, unary};
+use crate::ops::{attention, binary, custom, layout, linalg, mask, movement, reduce, unary};
 use crate::pool;
 use crate::tensor::Tensor;
 
@@ -32,6 +32,9 @@ pub(crate) enum Op {
     Reduce(reduce::ReduceRecord),
     Movement(movement::MovementRecord),
     Custom(custom::CustomRecord),
+    Layout(layout::LayoutRecord),
+    Mask(mask::MaskRecord),
+    Attention(attention::AttentionRecord),
 }
 
 impl Op {
@@ -280,6 +283,9 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
                 Op::Reduce(r) => r.backward(&g, &mut grads),
                 Op::Movement(r) => r.backward(&g, &mut grads),
                 Op::Custom(r) => r.backward(&g, &mut grads),
+                Op::Layout(r) => r.backward(&g, &mut grads),
+                Op::Mask(r) => r.backward(&g, &mut grads),
+                Op::Attention(r) => r.backward(&g, &mut grads),
             }
             pool::give(g);
             if let Some((shape, kind)) = grads.anomaly.take() {

@@ -34,6 +34,7 @@
 //! ```
 
 mod activation;
+mod attention;
 mod dropout;
 mod embedding;
 mod field;
@@ -42,8 +43,12 @@ mod linear;
 mod norm;
 mod sequential;
 mod summary;
+mod transformer;
 
-pub use activation::{Gelu, Identity, LeakyRelu, Relu, Sigmoid, Softmax, Tanh};
+pub use activation::{
+    Elu, Gelu, Identity, LeakyRelu, Relu, Sigmoid, Silu, Softmax, Softplus, Tanh,
+};
+pub use attention::MultiheadAttention;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use field::ModuleField;
@@ -51,10 +56,11 @@ pub use linear::Linear;
 pub use norm::LayerNorm;
 pub use sequential::Sequential;
 pub use summary::{summary, Summary};
-pub use tapegrad_autograd::{GeluApprox, Result, Tensor, TensorError};
 /// `#[derive(Module)]` for a struct of layers (see the `tapegrad-derive` crate): the
 /// trait and its derive share the name, so `use tapegrad::nn::Module` brings both.
 pub use tapegrad_derive::Module;
+pub use tapegrad_autograd::{AttnMask, GeluApprox, Result, Tensor, TensorError};
+pub use transformer::{CausalSelfAttention, Mlp, TransformerBlock};
 
 /// A layer or a whole model: a differentiable map with named parameters.
 pub trait Module {
