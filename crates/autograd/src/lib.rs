@@ -27,8 +27,10 @@ mod tensor;
 
 pub use error::{or_panic, Result, TensorError};
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckReport};
+pub use ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
 pub use ops::custom::{custom_op, BackwardFn};
 pub use ops::gemm::{num_threads, set_num_threads};
+pub use ops::pooling::Pool2dOptions;
 pub use ops::unary::GeluApprox;
 pub use pool::pooled_bytes;
 pub use shape::Shape;

@@ -11,7 +11,7 @@
 use std::cell::{Cell, RefCell};
 
 use crate::error::{Result, TensorError};
-use crate::ops::{binary, custom, linalg, movement, reduce, unary};
+use crate::ops::{batchnorm, binary, conv, custom, linalg, movement, pooling, reduce, unary};
 use crate::pool;
 use crate::tensor::Tensor;
 
@@ -30,6 +30,9 @@ pub(crate) enum Op {
     Reduce(reduce::ReduceRecord),
     Movement(movement::MovementRecord),
     Custom(custom::CustomRecord),
+    Conv(conv::ConvRecord),
+    Pool(pooling::PoolRecord),
+    BatchNorm(batchnorm::BatchNormRecord),
 }
 
 struct Tape {
@@ -201,6 +204,9 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
                 Op::Reduce(r) => r.backward(&g, &mut grads),
                 Op::Movement(r) => r.backward(&g, &mut grads),
                 Op::Custom(r) => r.backward(&g, &mut grads),
+                Op::Conv(r) => r.backward(&g, &mut grads),
+                Op::Pool(r) => r.backward(&g, &mut grads),
+                Op::BatchNorm(r) => r.backward(&g, &mut grads),
             }
             pool::give(g);
         }

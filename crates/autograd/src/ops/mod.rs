@@ -1,11 +1,15 @@
 //! The differentiable ops, one module per family; each op's backward sits beside its
 //! forward, and `tape::backward` dispatches to the family's `backward` by one `match`.
 
+pub(crate) mod batchnorm;
 pub(crate) mod binary;
+pub(crate) mod conv;
+pub(crate) mod conv_kernels;
 pub(crate) mod custom;
 pub(crate) mod gemm;
 pub(crate) mod linalg;
 pub(crate) mod movement;
 pub(crate) mod operators;
+pub(crate) mod pooling;
 pub(crate) mod reduce;
 pub(crate) mod unary;
