@@ -13,7 +13,10 @@ use std::collections::VecDeque;
 
 use crate::anomaly::{is_anomaly_enabled, non_finite};
 use crate::error::{Result, TensorError};
-use crate::ops::{attention, binary, custom, layout, linalg, mask, movement, reduce, unary};
+use crate::ops::{
+    attention, batchnorm, binary, conv, custom, layout, linalg, mask, movement, pooling, reduce,
+    unary,
+};
 use crate::pool;
 use crate::tensor::Tensor;
 
@@ -35,6 +38,9 @@ pub(crate) enum Op {
     Layout(layout::LayoutRecord),
     Mask(mask::MaskRecord),
     Attention(attention::AttentionRecord),
+    Conv(conv::ConvRecord),
+    Pool(pooling::PoolRecord),
+    BatchNorm(batchnorm::BatchNormRecord),
 }
 
 impl Op {
@@ -47,6 +53,13 @@ impl Op {
             Op::Reduce(r) => r.name(),
             Op::Movement(r) => r.name(),
             Op::Custom(r) => r.name(),
+            // Families without per-op names yet report the family.
+            Op::Layout(_) => "layout op (permute, narrow, stack, ...)".into(),
+            Op::Mask(_) => "mask op (masked_fill, where, tril, triu)".into(),
+            Op::Attention(_) => "scaled_dot_product_attention".into(),
+            Op::Conv(_) => "convolution".into(),
+            Op::Pool(_) => "pooling".into(),
+            Op::BatchNorm(_) => "batch_norm".into(),
         }
     }
 }
@@ -286,6 +299,9 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
                 Op::Layout(r) => r.backward(&g, &mut grads),
                 Op::Mask(r) => r.backward(&g, &mut grads),
                 Op::Attention(r) => r.backward(&g, &mut grads),
+                Op::Conv(r) => r.backward(&g, &mut grads),
+                Op::Pool(r) => r.backward(&g, &mut grads),
+                Op::BatchNorm(r) => r.backward(&g, &mut grads),
             }
             pool::give(g);
             if let Some((shape, kind)) = grads.anomaly.take() {

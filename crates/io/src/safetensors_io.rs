@@ -12,19 +12,39 @@ use crate::atomic::{read_file, write_atomic};
 use crate::error::IoError;
 use crate::state_dict::{NamedTensor, StateDict};
 
-/// Encodes a state dict as safetensors bytes (f32, little-endian).
+/// Whether PyTorch stores this state-dict entry as int64 (BatchNorm's counter).
+fn is_int64(name: &str) -> bool {
+    name == "num_batches_tracked" || name.ends_with(".num_batches_tracked")
+}
+
+/// Encodes a state dict as safetensors bytes (f32, little-endian; `num_batches_tracked`
+/// as int64, as PyTorch writes it).
 pub fn to_safetensors(state: &StateDict) -> Result<Vec<u8>, IoError> {
+    let dtype = |name: &str| {
+        if is_int64(name) {
+            Dtype::I64
+        } else {
+            Dtype::F32
+        }
+    };
     let bytes: Vec<Vec<u8>> = state
         .tensors
         .iter()
-        .map(|t| t.data.iter().flat_map(|v| v.to_le_bytes()).collect())
+        .map(|t| match dtype(&t.name) {
+            Dtype::I64 => t
+                .data
+                .iter()
+                .flat_map(|&v| (v as i64).to_le_bytes())
+                .collect(),
+            _ => t.data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        })
         .collect();
     let views = state
         .tensors
         .iter()
         .zip(&bytes)
         .map(|(t, b)| {
-            TensorView::new(Dtype::F32, t.shape.clone(), b)
+            TensorView::new(dtype(&t.name), t.shape.clone(), b)
                 .map(|view| (t.name.clone(), view))
                 .map_err(|e| IoError::Safetensors(format!("{}: {e}", t.name)))
         })
@@ -32,22 +52,29 @@ pub fn to_safetensors(state: &StateDict) -> Result<Vec<u8>, IoError> {
     safetensors::serialize(views, None).map_err(|e| IoError::Safetensors(e.to_string()))
 }
 
-/// Decodes safetensors bytes; only f32 tensors are accepted.
+/// Decodes safetensors bytes: f32 tensors, and int64 ones (PyTorch's
+/// `num_batches_tracked`) converted to f32, exact below 2^24.
 pub fn from_safetensors(bytes: &[u8]) -> Result<StateDict, IoError> {
     let file = SafeTensors::deserialize(bytes).map_err(|e| IoError::Safetensors(e.to_string()))?;
     let mut tensors = Vec::new();
     for (name, view) in file.tensors() {
-        if view.dtype() != Dtype::F32 {
-            return Err(IoError::Safetensors(format!(
-                "{name}: dtype {:?}, only F32 is supported",
-                view.dtype()
-            )));
-        }
-        let data = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
+        let data = match view.dtype() {
+            Dtype::F32 => view
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::I64 => view
+                .data()
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")) as f32)
+                .collect(),
+            other => {
+                return Err(IoError::Safetensors(format!(
+                    "{name}: dtype {other:?}, only F32 and I64 are supported"
+                )))
+            }
+        };
         tensors.push(NamedTensor {
             name,
             shape: view.shape().to_vec(),

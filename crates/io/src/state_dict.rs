@@ -31,10 +31,10 @@ pub struct StateDict {
 }
 
 impl StateDict {
-    /// A copy of a model's parameters.
+    /// A copy of a model's parameters and buffers (PyTorch's `state_dict()`: running
+    /// statistics included).
     pub fn from_module(model: &dyn Module) -> StateDict {
-        let tensors = model
-            .named_parameters()
+        let tensors = named_state(model)
             .into_iter()
             .map(|(name, p)| NamedTensor {
                 name,
@@ -63,7 +63,7 @@ impl StateDict {
     /// the new values). Nothing is changed unless every name and shape fits; otherwise
     /// the error lists each missing, unexpected or mis-shaped parameter.
     pub fn load_into(&self, model: &dyn Module) -> Result<(), IoError> {
-        let params = model.named_parameters();
+        let params = named_state(model);
         let mut problems = Vec::new();
         problems.extend(self.tensors.iter().filter_map(shape_problem));
         for (name, p) in &params {
@@ -79,7 +79,10 @@ impl StateDict {
         }
         for t in &self.tensors {
             if !params.iter().any(|(name, _)| name == &t.name) {
-                problems.push(format!("{}: not a parameter of the model", t.name));
+                problems.push(format!(
+                    "{}: not a parameter or buffer of the model",
+                    t.name
+                ));
             }
         }
         if !problems.is_empty() {
@@ -118,6 +121,13 @@ fn shape_problem(t: &NamedTensor) -> Option<String> {
         )),
         Some(_) => None,
     }
+}
+
+/// A model's parameters, then its buffers, under their state-dict names.
+fn named_state(model: &dyn Module) -> Vec<(String, Tensor)> {
+    let mut state = model.named_parameters();
+    state.extend(model.named_buffers());
+    state
 }
 
 /// Saves a model's parameters to `path` (atomically, in tapegrad's checkpoint format).

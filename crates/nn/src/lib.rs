@@ -35,12 +35,15 @@
 
 mod activation;
 mod attention;
+mod batchnorm;
+mod conv;
 mod dropout;
 mod embedding;
 mod field;
 pub mod init;
 mod linear;
 mod norm;
+mod pooling;
 mod sequential;
 mod summary;
 mod transformer;
@@ -49,17 +52,23 @@ pub use activation::{
     Elu, Gelu, Identity, LeakyRelu, Relu, Sigmoid, Silu, Softmax, Softplus, Tanh,
 };
 pub use attention::MultiheadAttention;
+pub use batchnorm::{BatchNorm, BatchNorm1d, BatchNorm2d};
+pub use conv::{Conv1d, Conv2d, ConvTranspose2d};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use field::ModuleField;
 pub use linear::Linear;
 pub use norm::LayerNorm;
+pub use pooling::{AdaptiveAvgPool2d, AvgPool2d, Flatten, MaxPool2d};
 pub use sequential::Sequential;
 pub use summary::{summary, Summary};
 /// `#[derive(Module)]` for a struct of layers (see the `tapegrad-derive` crate): the
 /// trait and its derive share the name, so `use tapegrad::nn::Module` brings both.
 pub use tapegrad_derive::Module;
-pub use tapegrad_autograd::{AttnMask, GeluApprox, Result, Tensor, TensorError};
+pub use tapegrad_autograd::{
+    AttnMask, Conv2dOptions, ConvTranspose2dOptions, GeluApprox, Pool2dOptions, Result, Tensor,
+    TensorError,
+};
 pub use transformer::{CausalSelfAttention, Mlp, TransformerBlock};
 
 /// A layer or a whole model: a differentiable map with named parameters.
@@ -102,6 +111,13 @@ pub trait Module {
 
     /// Parameters under their state-dict names, in a fixed order.
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// Buffers under their state-dict names: state that is saved and loaded with the
+    /// parameters but not trained (BatchNorm's `running_mean`, `running_var`,
+    /// `num_batches_tracked`). Containers prefix their children's, as for parameters.
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
         Vec::new()
     }
 
@@ -163,6 +179,20 @@ pub fn prefixed_parameters(children: &[(&str, &dyn Module)]) -> Vec<(String, Ten
                 .named_parameters()
                 .into_iter()
                 .map(move |(name, p)| (format!("{prefix}.{name}"), p))
+        })
+        .collect()
+}
+
+/// The buffers of named children, each name prefixed as PyTorch does
+/// (`bn1.running_mean`); the companion of [`prefixed_parameters`].
+pub fn prefixed_buffers(children: &[(&str, &dyn Module)]) -> Vec<(String, Tensor)> {
+    children
+        .iter()
+        .flat_map(|(prefix, child)| {
+            child
+                .named_buffers()
+                .into_iter()
+                .map(move |(name, b)| (format!("{prefix}.{name}"), b))
         })
         .collect()
 }

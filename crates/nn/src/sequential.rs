@@ -96,6 +96,19 @@ impl Module for Sequential {
             .collect()
     }
 
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        self.layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, layer)| {
+                layer
+                    .named_buffers()
+                    .into_iter()
+                    .map(move |(name, b)| (format!("{i}.{name}"), b))
+            })
+            .collect()
+    }
+
     fn set_training(&mut self, training: bool) {
         for layer in &mut self.layers {
             layer.set_training(training);

@@ -2,7 +2,10 @@
 //! forward, and `tape::backward` dispatches to the family's `backward` by one `match`.
 
 pub(crate) mod attention;
+pub(crate) mod batchnorm;
 pub(crate) mod binary;
+pub(crate) mod conv;
+pub(crate) mod conv_kernels;
 pub(crate) mod custom;
 pub(crate) mod gemm;
 pub(crate) mod layout;
@@ -10,6 +13,7 @@ pub(crate) mod linalg;
 pub(crate) mod mask;
 pub(crate) mod movement;
 pub(crate) mod operators;
+pub(crate) mod pooling;
 pub(crate) mod reduce;
 pub(crate) mod unary;
 

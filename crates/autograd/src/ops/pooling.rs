@@ -1,0 +1,392 @@
+//! 2-D pooling as differentiable ops, over the last two axes of NCHW tensors:
+//! `max_pool2d`, `avg_pool2d`, `adaptive_avg_pool2d`, and `flatten`, which usually
+//! follows them.
+//!
+//! Every pooling window is computed by one rule per axis ([`Axis::window`]), shared by
+//! the forward and backward passes. Max pooling saves nothing but its input: backward
+//! finds each window's arg-max again with the same tie rule (the first maximum, a NaN
+//! wins), which costs a pass over the input but no index buffer per step.
+
+use crate::error::{or_panic, Result, TensorError};
+use crate::pool;
+use crate::tape::{self, Grads, Op};
+use crate::tensor::Tensor;
+
+/// Options of [`Tensor::max_pool2d`] and [`Tensor::avg_pool2d`]; `[height, width]` pairs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2dOptions {
+    /// Window size.
+    pub kernel: [usize; 2],
+    /// Step between windows (PyTorch's default: the kernel size).
+    pub stride: [usize; 2],
+    /// Implicit padding on each side, at most half the kernel (−∞ for max, zeros for
+    /// average pooling).
+    pub padding: [usize; 2],
+    /// Round the output size up instead of down (a last, partial window).
+    pub ceil_mode: bool,
+    /// Average pooling only: divide by the whole window, padding included (PyTorch's
+    /// default, true), or by the input elements it covers.
+    pub count_include_pad: bool,
+}
+
+impl Pool2dOptions {
+    /// A square `kernel` with stride `kernel`, no padding.
+    pub fn new(kernel: usize) -> Self {
+        Pool2dOptions {
+            kernel: [kernel, kernel],
+            stride: [kernel, kernel],
+            padding: [0, 0],
+            ceil_mode: false,
+            count_include_pad: true,
+        }
+    }
+    /// The same stride along both axes.
+    pub fn stride(mut self, s: usize) -> Self {
+        self.stride = [s, s];
+        self
+    }
+    /// The same padding along both axes.
+    pub fn padding(mut self, p: usize) -> Self {
+        self.padding = [p, p];
+        self
+    }
+    /// Rounds the output size up.
+    pub fn ceil_mode(mut self, on: bool) -> Self {
+        self.ceil_mode = on;
+        self
+    }
+    /// Whether average pooling counts the padding in its divisor.
+    pub fn count_include_pad(mut self, on: bool) -> Self {
+        self.count_include_pad = on;
+        self
+    }
+}
+
+/// How windows run along one axis.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Axis {
+    len: usize,
+    out: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    adaptive: bool,
+}
+
+impl Axis {
+    /// The window of output index `i`: input range `start..end` (clipped to the input)
+    /// and its size counting padding.
+    fn window(&self, i: usize) -> (usize, usize, usize) {
+        if self.adaptive {
+            let start = i * self.len / self.out;
+            let end = ((i + 1) * self.len).div_ceil(self.out);
+            return (start, end, end - start);
+        }
+        let start = (i * self.s) as isize - self.p as isize;
+        let end = (start + self.k as isize).min((self.len + self.p) as isize);
+        let size = (end - start) as usize;
+        let start = start.max(0) as usize;
+        let end = (end.max(0) as usize).min(self.len);
+        (start.min(end), end, size)
+    }
+}
+
+/// The kind of pooling recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Max,
+    Avg { count_include_pad: bool },
+}
+
+/// A pooling of `planes` planes of `[h, w]`, with its two axes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoolGeom {
+    planes: usize,
+    rows: Axis,
+    cols: Axis,
+    kind: Kind,
+}
+
+impl PoolGeom {
+    fn in_plane(&self) -> usize {
+        self.rows.len * self.cols.len
+    }
+    fn out_plane(&self) -> usize {
+        self.rows.out * self.cols.out
+    }
+
+    /// Calls `f(output index, input plane offset, rows, cols, divisor)` per window.
+    fn for_each_window(
+        &self,
+        mut f: impl FnMut(usize, usize, (usize, usize), (usize, usize), f32),
+    ) {
+        for plane in 0..self.planes {
+            for oh in 0..self.rows.out {
+                let (h0, h1, hs) = self.rows.window(oh);
+                for ow in 0..self.cols.out {
+                    let (w0, w1, ws) = self.cols.window(ow);
+                    let divisor = match self.kind {
+                        Kind::Avg {
+                            count_include_pad: true,
+                        } => (hs * ws) as f32,
+                        _ => ((h1 - h0) * (w1 - w0)) as f32,
+                    };
+                    let at = plane * self.out_plane() + oh * self.cols.out + ow;
+                    f(at, plane * self.in_plane(), (h0, h1), (w0, w1), divisor);
+                }
+            }
+        }
+    }
+
+    /// The flat input index of the window's maximum: the first one, or the last NaN
+    /// (PyTorch's CPU rule); None for an empty window.
+    fn argmax(
+        &self,
+        x: &[f32],
+        base: usize,
+        rows: (usize, usize),
+        cols: (usize, usize),
+    ) -> Option<usize> {
+        let mut best: Option<(usize, f32)> = None;
+        for h in rows.0..rows.1 {
+            for w in cols.0..cols.1 {
+                let i = base + h * self.cols.len + w;
+                let v = x[i];
+                match best {
+                    Some((_, m)) if !(v > m || v.is_nan()) => {}
+                    _ => best = Some((i, v)),
+                }
+            }
+        }
+        best.map(|(i, _)| i)
+    }
+}
+
+/// Output size along one axis, as PyTorch's `pooling_output_shape`.
+fn pooled_len(len: usize, k: usize, s: usize, p: usize, ceil: bool) -> Option<usize> {
+    let span = (len + 2 * p).checked_sub(k)?;
+    let mut out = if ceil { span.div_ceil(s) } else { span / s } + 1;
+    if ceil && (out - 1) * s >= len + p {
+        out -= 1;
+    }
+    Some(out)
+}
+
+fn pool_geom(op: &'static str, x: &Tensor, o: &Pool2dOptions, kind: Kind) -> Result<PoolGeom> {
+    let bad = |reason: String| TensorError::InvalidArgument { op, reason };
+    let rank = x.rank();
+    if !(rank == 3 || rank == 4) {
+        return Err(bad(format!(
+            "expected a 3-D [C, H, W] or 4-D [N, C, H, W] input, got shape {:?}",
+            x.shape()
+        )));
+    }
+    if o.kernel.contains(&0) || o.stride.contains(&0) {
+        return Err(bad(format!(
+            "kernel and stride must be positive, got kernel {:?} stride {:?}",
+            o.kernel, o.stride
+        )));
+    }
+    if o.padding[0] > o.kernel[0] / 2 || o.padding[1] > o.kernel[1] / 2 {
+        return Err(bad(format!(
+            "padding {:?} must be at most half the kernel {:?}",
+            o.padding, o.kernel
+        )));
+    }
+    let (h, w) = (x.shape()[rank - 2], x.shape()[rank - 1]);
+    let oh = pooled_len(h, o.kernel[0], o.stride[0], o.padding[0], o.ceil_mode);
+    let ow = pooled_len(w, o.kernel[1], o.stride[1], o.padding[1], o.ceil_mode);
+    let (Some(oh), Some(ow)) = (oh, ow) else {
+        return Err(bad(format!(
+            "kernel {:?} is larger than the padded input {:?} (padding {:?})",
+            o.kernel,
+            x.shape(),
+            o.padding
+        )));
+    };
+    let axis = |len, out, i: usize| Axis {
+        len,
+        out,
+        k: o.kernel[i],
+        s: o.stride[i],
+        p: o.padding[i],
+        adaptive: false,
+    };
+    Ok(PoolGeom {
+        planes: x.shape()[..rank - 2].iter().product(),
+        rows: axis(h, oh, 0),
+        cols: axis(w, ow, 1),
+        kind,
+    })
+}
+
+/// What a pooling saves for backward: its input (max pooling reads it again).
+pub(crate) struct PoolRecord {
+    input: Tensor,
+    geom: PoolGeom,
+}
+
+impl PoolRecord {
+    pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
+        let d = &self.geom;
+        let mut dx = pool::zeros(self.input.numel());
+        match d.kind {
+            Kind::Max => {
+                let x = self.input.data();
+                d.for_each_window(|at, base, rows, cols, _| {
+                    if let Some(i) = d.argmax(&x, base, rows, cols) {
+                        dx[i] += g[at];
+                    }
+                });
+            }
+            Kind::Avg { .. } => d.for_each_window(|at, base, rows, cols, divisor| {
+                let v = g[at] / divisor;
+                for h in rows.0..rows.1 {
+                    let row = base + h * d.cols.len;
+                    dx[row + cols.0..row + cols.1]
+                        .iter_mut()
+                        .for_each(|e| *e += v);
+                }
+            }),
+        }
+        grads.add(&self.input, dx);
+    }
+}
+
+impl Tensor {
+    fn pool2d(&self, geom: PoolGeom) -> Tensor {
+        let x = self.data();
+        let mut out = pool::for_overwrite(geom.planes * geom.out_plane());
+        geom.for_each_window(|at, base, rows, cols, divisor| {
+            out[at] = match geom.kind {
+                Kind::Max => geom
+                    .argmax(&x, base, rows, cols)
+                    .map_or(f32::NEG_INFINITY, |i| x[i]),
+                Kind::Avg { .. } => {
+                    let mut sum = 0.0;
+                    for h in rows.0..rows.1 {
+                        let row = base + h * geom.cols.len;
+                        sum += x[row + cols.0..row + cols.1].iter().sum::<f32>();
+                    }
+                    if divisor > 0.0 {
+                        sum / divisor
+                    } else {
+                        0.0
+                    }
+                }
+            };
+        });
+        drop(x);
+        let rank = self.rank();
+        let mut shape = self.0.shape.clone();
+        shape[rank - 2] = geom.rows.out;
+        shape[rank - 1] = geom.cols.out;
+        let out = Tensor::from_parts(out, shape);
+        tape::record(out, &[self], || {
+            Op::Pool(PoolRecord {
+                input: self.clone(),
+                geom,
+            })
+        })
+    }
+
+    /// Max pooling over the last two axes of `[N, C, H, W]` (or `[C, H, W]`):
+    /// PyTorch's `F.max_pool2d`. The gradient goes to each window's first maximum.
+    pub fn try_max_pool2d(&self, options: Pool2dOptions) -> Result<Tensor> {
+        Ok(self.pool2d(pool_geom("max_pool2d", self, &options, Kind::Max)?))
+    }
+
+    /// [`Tensor::try_max_pool2d`], panicking with the error's message.
+    #[track_caller]
+    pub fn max_pool2d(&self, options: Pool2dOptions) -> Tensor {
+        or_panic(self.try_max_pool2d(options))
+    }
+
+    /// Average pooling over the last two axes: PyTorch's `F.avg_pool2d`.
+    pub fn try_avg_pool2d(&self, options: Pool2dOptions) -> Result<Tensor> {
+        let kind = Kind::Avg {
+            count_include_pad: options.count_include_pad,
+        };
+        Ok(self.pool2d(pool_geom("avg_pool2d", self, &options, kind)?))
+    }
+
+    /// [`Tensor::try_avg_pool2d`], panicking with the error's message.
+    #[track_caller]
+    pub fn avg_pool2d(&self, options: Pool2dOptions) -> Tensor {
+        or_panic(self.try_avg_pool2d(options))
+    }
+
+    /// Average pooling to a fixed `[out_h, out_w]`, whatever the input size: window `i`
+    /// covers rows `⌊i·H / out_h⌋ .. ⌈(i + 1)·H / out_h⌉`, as `F.adaptive_avg_pool2d`.
+    pub fn try_adaptive_avg_pool2d(&self, output_size: [usize; 2]) -> Result<Tensor> {
+        let rank = self.rank();
+        let bad = |reason: String| TensorError::InvalidArgument {
+            op: "adaptive_avg_pool2d",
+            reason,
+        };
+        if !(rank == 3 || rank == 4) {
+            return Err(bad(format!(
+                "expected a 3-D or 4-D input, got shape {:?}",
+                self.shape()
+            )));
+        }
+        let (h, w) = (self.shape()[rank - 2], self.shape()[rank - 1]);
+        if output_size.contains(&0) || h == 0 || w == 0 {
+            return Err(bad(format!(
+                "needs a non-empty input and output, got input {:?} and output size {output_size:?}",
+                self.shape()
+            )));
+        }
+        let axis = |len, out| Axis {
+            len,
+            out,
+            k: 0,
+            s: 0,
+            p: 0,
+            adaptive: true,
+        };
+        Ok(self.pool2d(PoolGeom {
+            planes: self.shape()[..rank - 2].iter().product(),
+            rows: axis(h, output_size[0]),
+            cols: axis(w, output_size[1]),
+            kind: Kind::Avg {
+                count_include_pad: false,
+            },
+        }))
+    }
+
+    /// [`Tensor::try_adaptive_avg_pool2d`], panicking with the error's message.
+    #[track_caller]
+    pub fn adaptive_avg_pool2d(&self, output_size: [usize; 2]) -> Tensor {
+        or_panic(self.try_adaptive_avg_pool2d(output_size))
+    }
+
+    /// Merges axes `start_dim..=end_dim` into one: `torch.flatten` (a reshape). A 0-D
+    /// tensor flattens to `[1]`.
+    pub fn try_flatten(&self, start_dim: usize, end_dim: usize) -> Result<Tensor> {
+        let rank = self.rank();
+        if rank == 0 {
+            return self.try_reshape(&[1]);
+        }
+        if start_dim > end_dim || end_dim >= rank {
+            return Err(TensorError::InvalidArgument {
+                op: "flatten",
+                reason: format!(
+                    "needs start_dim <= end_dim < rank, got {start_dim} and {end_dim} for shape {:?}",
+                    self.shape()
+                ),
+            });
+        }
+        let s = self.shape();
+        let mut shape: Vec<usize> = s[..start_dim].to_vec();
+        shape.push(s[start_dim..=end_dim].iter().product());
+        shape.extend_from_slice(&s[end_dim + 1..]);
+        self.try_reshape(&shape)
+    }
+
+    /// [`Tensor::try_flatten`], panicking with the error's message.
+    #[track_caller]
+    pub fn flatten(&self, start_dim: usize, end_dim: usize) -> Tensor {
+        or_panic(self.try_flatten(start_dim, end_dim))
+    }
+}

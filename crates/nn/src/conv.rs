@@ -1,0 +1,293 @@
+//! Convolution layers: `Conv1d`, `Conv2d` and `ConvTranspose2d`, with PyTorch's weight
+//! layout, state-dict names (`weight`, `bias`) and default initialisation: the weight by
+//! Kaiming-uniform with a = √5 and the bias from U(−1/√fan_in, 1/√fan_in), where
+//! fan_in = weight[1] · kh · kw (`in / groups · kh · kw` for a convolution).
+
+use rand::Rng;
+use tapegrad_autograd::{
+    or_panic, Conv2dOptions, ConvTranspose2dOptions, Result, Tensor, TensorError,
+};
+
+use crate::init::{fans, kaiming_uniform};
+use crate::Module;
+
+/// A weight of `shape` and an optional bias of `bias_len`, initialised as `torch.nn`'s
+/// `_ConvNd.reset_parameters`.
+fn init_params(
+    shape: &[usize],
+    bias_len: Option<usize>,
+    rng: &mut impl Rng,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let weight = kaiming_uniform(shape, 5f32.sqrt(), rng)?.with_requires_grad(true);
+    let bias = match bias_len {
+        Some(len) => {
+            let bound = 1.0 / (fans(shape)?.0 as f32).sqrt();
+            Some(Tensor::uniform(&[len], -bound, bound, rng)?.with_requires_grad(true))
+        }
+        None => None,
+    };
+    Ok((weight, bias))
+}
+
+fn check_channels(layer: &'static str, in_ch: usize, out_ch: usize, groups: usize) -> Result<()> {
+    if groups == 0 || in_ch % groups != 0 || out_ch % groups != 0 || in_ch == 0 || out_ch == 0 {
+        return Err(TensorError::InvalidArgument {
+            op: layer,
+            reason: format!(
+                "groups {groups} must be positive and divide both in_channels {in_ch} and \
+                 out_channels {out_ch}"
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn params(weight: &Tensor, bias: &Option<Tensor>) -> Vec<(String, Tensor)> {
+    let mut p = vec![("weight".to_string(), weight.clone())];
+    if let Some(b) = bias {
+        p.push(("bias".to_string(), b.clone()));
+    }
+    p
+}
+
+/// Names the layer in an op's error: `Conv2d: conv2d: ...`.
+fn in_layer<T>(layer: &'static str, r: Result<T>) -> Result<T> {
+    r.map_err(|e| TensorError::InvalidArgument {
+        op: layer,
+        reason: e.to_string(),
+    })
+}
+
+/// A 2-D convolution layer over `[N, C, H, W]`: weight `[out, in / groups, kh, kw]`,
+/// optional bias `[out]`.
+pub struct Conv2d {
+    /// `[out_channels, in_channels / groups, kh, kw]`.
+    pub weight: Tensor,
+    /// `[out_channels]`, when the layer has one.
+    pub bias: Option<Tensor>,
+    /// Stride, padding, dilation and groups.
+    pub options: Conv2dOptions,
+}
+
+impl Conv2d {
+    /// A square `kernel`, stride 1, no padding, with a bias, drawn from `rng`.
+    pub fn new_with_rng(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Conv2d> {
+        Conv2d::with_options_and_rng(
+            in_channels,
+            out_channels,
+            [kernel, kernel],
+            Conv2dOptions::new(),
+            true,
+            rng,
+        )
+    }
+
+    /// Full control: kernel `[kh, kw]`, options and whether there is a bias.
+    pub fn with_options_and_rng(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: [usize; 2],
+        options: Conv2dOptions,
+        bias: bool,
+        rng: &mut impl Rng,
+    ) -> Result<Conv2d> {
+        check_channels("Conv2d", in_channels, out_channels, options.groups)?;
+        let shape = [
+            out_channels,
+            in_channels / options.groups,
+            kernel[0],
+            kernel[1],
+        ];
+        let (weight, bias) = init_params(&shape, bias.then_some(out_channels), rng)?;
+        Ok(Conv2d {
+            weight,
+            bias,
+            options,
+        })
+    }
+
+    /// A layer around existing tensors (e.g. loaded weights); both become trainable.
+    pub fn from_tensors(
+        weight: Tensor,
+        bias: Option<Tensor>,
+        options: Conv2dOptions,
+    ) -> Result<Conv2d> {
+        let [o, cg, ..] = *weight.shape() else {
+            return Err(TensorError::InvalidArgument {
+                op: "Conv2d",
+                reason: format!("weight must be 4-D, got {:?}", weight.shape()),
+            });
+        };
+        check_channels("Conv2d", cg * options.groups, o, options.groups)?;
+        weight.set_requires_grad(true)?;
+        if let Some(b) = &bias {
+            b.set_requires_grad(true)?;
+        }
+        Ok(Conv2d {
+            weight,
+            bias,
+            options,
+        })
+    }
+
+    /// The convolution, or an error naming the layer and the shapes.
+    pub fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
+        in_layer(
+            "Conv2d",
+            x.try_conv2d(&self.weight, self.bias.as_ref(), self.options),
+        )
+    }
+}
+
+impl Module for Conv2d {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        or_panic(self.try_forward(x))
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        params(&self.weight, &self.bias)
+    }
+}
+
+/// A 1-D convolution layer over `[N, C, L]`: weight `[out, in / groups, k]`. Its options
+/// are read along the width (`stride[1]`, `padding[1]`, `dilation[1]`).
+pub struct Conv1d {
+    /// `[out_channels, in_channels / groups, k]`.
+    pub weight: Tensor,
+    /// `[out_channels]`, when the layer has one.
+    pub bias: Option<Tensor>,
+    /// Stride, padding, dilation and groups.
+    pub options: Conv2dOptions,
+}
+
+impl Conv1d {
+    /// Kernel `k`, stride 1, no padding, with a bias, drawn from `rng`.
+    pub fn new_with_rng(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Conv1d> {
+        Conv1d::with_options_and_rng(
+            in_channels,
+            out_channels,
+            kernel,
+            Conv2dOptions::new(),
+            true,
+            rng,
+        )
+    }
+
+    /// Full control: kernel size, options and whether there is a bias.
+    pub fn with_options_and_rng(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        options: Conv2dOptions,
+        bias: bool,
+        rng: &mut impl Rng,
+    ) -> Result<Conv1d> {
+        check_channels("Conv1d", in_channels, out_channels, options.groups)?;
+        let shape = [out_channels, in_channels / options.groups, kernel];
+        let (weight, bias) = init_params(&shape, bias.then_some(out_channels), rng)?;
+        Ok(Conv1d {
+            weight,
+            bias,
+            options,
+        })
+    }
+
+    /// The convolution, or an error naming the layer and the shapes.
+    pub fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
+        in_layer(
+            "Conv1d",
+            x.try_conv1d(&self.weight, self.bias.as_ref(), self.options),
+        )
+    }
+}
+
+impl Module for Conv1d {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        or_panic(self.try_forward(x))
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        params(&self.weight, &self.bias)
+    }
+}
+
+/// A transposed 2-D convolution layer: weight `[in, out / groups, kh, kw]`.
+pub struct ConvTranspose2d {
+    /// `[in_channels, out_channels / groups, kh, kw]`.
+    pub weight: Tensor,
+    /// `[out_channels]`, when the layer has one.
+    pub bias: Option<Tensor>,
+    /// Stride, padding, output padding, dilation and groups.
+    pub options: ConvTranspose2dOptions,
+}
+
+impl ConvTranspose2d {
+    /// A square `kernel`, stride 1, with a bias, drawn from `rng`.
+    pub fn new_with_rng(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        rng: &mut impl Rng,
+    ) -> Result<ConvTranspose2d> {
+        ConvTranspose2d::with_options_and_rng(
+            in_channels,
+            out_channels,
+            [kernel, kernel],
+            ConvTranspose2dOptions::new(),
+            true,
+            rng,
+        )
+    }
+
+    /// Full control: kernel `[kh, kw]`, options and whether there is a bias.
+    pub fn with_options_and_rng(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: [usize; 2],
+        options: ConvTranspose2dOptions,
+        bias: bool,
+        rng: &mut impl Rng,
+    ) -> Result<ConvTranspose2d> {
+        check_channels("ConvTranspose2d", in_channels, out_channels, options.groups)?;
+        let shape = [
+            in_channels,
+            out_channels / options.groups,
+            kernel[0],
+            kernel[1],
+        ];
+        let (weight, bias) = init_params(&shape, bias.then_some(out_channels), rng)?;
+        Ok(ConvTranspose2d {
+            weight,
+            bias,
+            options,
+        })
+    }
+
+    /// The transposed convolution, or an error naming the layer and the shapes.
+    pub fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
+        in_layer(
+            "ConvTranspose2d",
+            x.try_conv_transpose2d(&self.weight, self.bias.as_ref(), self.options),
+        )
+    }
+}
+
+impl Module for ConvTranspose2d {
+    #[track_caller]
+    fn forward(&self, x: &Tensor) -> Tensor {
+        or_panic(self.try_forward(x))
+    }
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        params(&self.weight, &self.bias)
+    }
+}
