@@ -12,8 +12,10 @@ mod csv;
 mod dataset;
 mod error;
 mod loader;
+mod text;
 
 pub use csv::{read_csv, Table};
 pub use dataset::{train_test_split, Standardizer, TensorDataset};
 pub use error::DataError;
 pub use loader::{Batch, DataLoader, Epoch, LoaderState};
+pub use text::{split_tail, CharVocab, TokenBatch, TokenWindows};
