@@ -18,7 +18,9 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-WORKLOADS = ["w1_seed_step", "w2_mlp_adam_step", "gemm_256", "gemm_1024", "optimizer_step"]
+WORKLOADS = ["w1_seed_step", "w2_mlp_adam_step", "gemm_256", "gemm_1024", "optimizer_step", "w3_gpt_step"]
+# Workloads also reported in tokens per second: tokens per step.
+TOKENS = {"w3_gpt_step": 16 * 64}
 GEMM_N = {"gemm_256": 256, "gemm_1024": 1024}
 
 
@@ -75,6 +77,8 @@ def main():
             if w in GEMM_N:
                 flops = 2 * GEMM_N[w] ** 3
                 cells = [f"{c} ({flops / (us * 1e3):.0f} GFLOP/s)" for c, us in zip(cells, (a, b))]
+            if w in TOKENS:
+                cells = [f"{c} ({TOKENS[w] / (us * 1e-6):.0f} tokens/s)" for c, us in zip(cells, (a, b))]
             print(f"| {w} | {t} | {cells[0]} | {cells[1]} | {b / a:.2f}x |")
 
 

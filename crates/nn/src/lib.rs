@@ -37,6 +37,7 @@
 mod activation;
 mod dropout;
 mod embedding;
+mod gpt;
 pub mod init;
 mod linear;
 mod norm;
@@ -45,6 +46,7 @@ mod sequential;
 pub use activation::{Gelu, Identity, LeakyRelu, Relu, Sigmoid, Softmax, Tanh};
 pub use dropout::Dropout;
 pub use embedding::Embedding;
+pub use gpt::{Block, CausalSelfAttention, Gpt, GptConfig, Mlp};
 pub use linear::Linear;
 pub use norm::LayerNorm;
 pub use sequential::Sequential;
