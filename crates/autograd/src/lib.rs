@@ -28,6 +28,7 @@ mod tensor;
 
 pub use error::{or_panic, Result, TensorError};
 pub use gradcheck::{gradcheck, gradcheck_with, GradcheckReport};
+pub use ops::attention::AttnMask;
 pub use ops::custom::{custom_op, BackwardFn};
 pub use ops::gemm::{num_threads, set_num_threads};
 pub use ops::unary::GeluApprox;

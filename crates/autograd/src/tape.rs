@@ -11,7 +11,7 @@
 use std::cell::{Cell, RefCell};
 
 use crate::error::{Result, TensorError};
-use crate::ops::{binary, custom, linalg, movement, reduce, unary};
+use crate::ops::{attention, binary, custom, layout, linalg, mask, movement, reduce, unary};
 use crate::pool;
 use crate::tensor::Tensor;
 
@@ -30,6 +30,9 @@ pub(crate) enum Op {
     Reduce(reduce::ReduceRecord),
     Movement(movement::MovementRecord),
     Custom(custom::CustomRecord),
+    Layout(layout::LayoutRecord),
+    Mask(mask::MaskRecord),
+    Attention(attention::AttentionRecord),
 }
 
 struct Tape {
@@ -201,6 +204,9 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
                 Op::Reduce(r) => r.backward(&g, &mut grads),
                 Op::Movement(r) => r.backward(&g, &mut grads),
                 Op::Custom(r) => r.backward(&g, &mut grads),
+                Op::Layout(r) => r.backward(&g, &mut grads),
+                Op::Mask(r) => r.backward(&g, &mut grads),
+                Op::Attention(r) => r.backward(&g, &mut grads),
             }
             pool::give(g);
         }

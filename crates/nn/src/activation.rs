@@ -99,3 +99,57 @@ impl Module for Identity {
         x.clone()
     }
 }
+
+/// x · sigmoid(x) (`torch.nn.SiLU`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Silu;
+
+/// x for x > 0, α·(eˣ − 1) otherwise (`torch.nn.ELU`; default α = 1).
+#[derive(Clone, Copy, Debug)]
+pub struct Elu {
+    /// The scale of the negative side.
+    pub alpha: f32,
+}
+
+/// log(1 + e^(βx)) / β, linear where βx > `threshold` (`torch.nn.Softplus`; defaults
+/// β = 1, threshold = 20).
+#[derive(Clone, Copy, Debug)]
+pub struct Softplus {
+    /// Sharpness.
+    pub beta: f32,
+    /// Above this βx the output is x itself.
+    pub threshold: f32,
+}
+
+impl Default for Elu {
+    fn default() -> Self {
+        Elu { alpha: 1.0 }
+    }
+}
+
+impl Default for Softplus {
+    fn default() -> Self {
+        Softplus {
+            beta: 1.0,
+            threshold: 20.0,
+        }
+    }
+}
+
+impl Module for Silu {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.silu()
+    }
+}
+
+impl Module for Elu {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.elu(self.alpha)
+    }
+}
+
+impl Module for Softplus {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.softplus(self.beta, self.threshold)
+    }
+}

@@ -34,6 +34,7 @@
 //! ```
 
 mod activation;
+mod attention;
 mod dropout;
 mod embedding;
 mod gpt;
@@ -41,15 +42,20 @@ pub mod init;
 mod linear;
 mod norm;
 mod sequential;
+mod transformer;
 
-pub use activation::{Gelu, Identity, LeakyRelu, Relu, Sigmoid, Softmax, Tanh};
+pub use activation::{
+    Elu, Gelu, Identity, LeakyRelu, Relu, Sigmoid, Silu, Softmax, Softplus, Tanh,
+};
+pub use attention::MultiheadAttention;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use gpt::{Block, CausalSelfAttention, Gpt, GptConfig, Mlp};
 pub use linear::Linear;
 pub use norm::LayerNorm;
 pub use sequential::Sequential;
-pub use tapegrad_autograd::{GeluApprox, Result, Tensor, TensorError};
+pub use tapegrad_autograd::{AttnMask, GeluApprox, Result, Tensor, TensorError};
+pub use transformer::{CausalSelfAttention, Mlp, TransformerBlock};
 
 /// A layer or a whole model: a differentiable map with named parameters.
 pub trait Module {

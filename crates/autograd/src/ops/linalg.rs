@@ -1,5 +1,5 @@
-//! Matrix products as differentiable ops: `matmul` (2-D and batched 3-D with a broadcast
-//! batch axis) and the fused `linear` (x·Wᵀ + b) that `nn::Linear` uses.
+//! Matrix products as differentiable ops: `matmul` (2-D, and batched over any number of
+//! broadcast leading axes) and the fused `linear` (x·Wᵀ + b) that `nn::Linear` uses.
 //!
 //! Forward and backward products all go through [`gemm_into`] with strided views, so
 //! the backward products (G·Bᵀ, Aᵀ·G) and `linear`'s Wᵀ never copy a transpose.
@@ -7,63 +7,93 @@
 use crate::error::{or_panic, Result, TensorError};
 use crate::ops::gemm::{gemm_into, MatRef};
 use crate::pool;
-use crate::shape::Shape;
+use crate::shape::{broadcast_shapes, broadcast_strides, for_each_offset2, numel, Shape};
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
 
-/// Operand sizes of a (batched) product: `[ba, m, k] · [bb, k, n]`, `ba` or `bb` may be 1.
-#[derive(Clone, Copy)]
+/// Operand sizes of a (batched) product `[..a, m, k] · [..b, k, n]`, and which matrix of
+/// each operand every output matrix reads (the batch axes broadcast as in PyTorch).
+#[derive(Clone)]
 pub(crate) struct Dims {
-    ba: usize,
-    bb: usize,
     m: usize,
     k: usize,
     n: usize,
+    /// Matrices in each operand.
+    a_count: usize,
+    b_count: usize,
+    /// For output matrix `i`: the index of the `a` matrix and of the `b` matrix it uses.
+    a_index: Vec<usize>,
+    b_index: Vec<usize>,
 }
 
 impl Dims {
     fn batch(&self) -> usize {
-        self.ba.max(self.bb)
+        self.a_index.len()
+    }
+
+    /// Whether `b` is one matrix shared by every batch and `a`'s batches are all distinct:
+    /// then the batches of `a` stack into one tall matrix and one GEMM does the work.
+    fn stacks(&self) -> bool {
+        self.b_count == 1 && self.a_count == self.batch()
     }
 }
 
 fn matmul_dims(a: &[usize], b: &[usize]) -> Result<(Dims, Shape)> {
-    let mismatch = || TensorError::ShapeMismatch {
+    let mismatch = |detail| TensorError::ShapeMismatch {
         op: "matmul",
         lhs: a.to_vec(),
         rhs: b.to_vec(),
-        detail: "cannot multiply {} by {}",
+        detail,
     };
-    let (ba, m, k) = match *a {
-        [m, k] => (1, m, k),
-        [ba, m, k] => (ba, m, k),
-        _ => return Err(mismatch()),
-    };
-    let (bb, k2, n) = match *b {
-        [k, n] => (1, k, n),
-        [bb, k, n] => (bb, k, n),
-        _ => return Err(mismatch()),
-    };
-    if k != k2 || (ba != bb && ba != 1 && bb != 1) {
-        return Err(mismatch());
+    if a.len() < 2 || b.len() < 2 {
+        return Err(mismatch(
+            "cannot multiply {} by {}: both operands need at least 2 axes",
+        ));
     }
-    let dims = Dims { ba, bb, m, k, n };
-    let shape = if a.len() == 2 && b.len() == 2 {
-        Shape::from_slice(&[m, n])
+    let (ra, rb) = (a.len() - 2, b.len() - 2);
+    let (m, k, k2, n) = (a[ra], a[ra + 1], b[rb], b[rb + 1]);
+    if k != k2 {
+        // The message older callers and tests match on: the inner sizes differ.
+        return Err(mismatch("cannot multiply {} by {}"));
+    }
+    let batch_shape = broadcast_shapes(&a[..ra], &b[..rb])
+        .ok_or_else(|| mismatch("cannot multiply {} by {}: the batch axes do not broadcast"))?;
+    let batch = numel(&batch_shape);
+    let mut a_index = Vec::with_capacity(batch);
+    let mut b_index = Vec::with_capacity(batch);
+    if batch_shape.is_empty() {
+        a_index.push(0);
+        b_index.push(0);
     } else {
-        Shape::from_slice(&[dims.batch(), m, n])
+        let sa = broadcast_strides(&a[..ra], &batch_shape);
+        let sb = broadcast_strides(&b[..rb], &batch_shape);
+        for_each_offset2(&batch_shape, &sa, &sb, |i, j| {
+            a_index.push(i);
+            b_index.push(j);
+        });
+    }
+    let dims = Dims {
+        m,
+        k,
+        n,
+        a_count: numel(&a[..ra]),
+        b_count: numel(&b[..rb]),
+        a_index,
+        b_index,
     };
+    let mut shape = batch_shape;
+    shape.extend_from_slice(&[m, n]);
     Ok((dims, shape))
 }
 
-/// The forward product, one GEMM per batch (one GEMM in all when `b` is shared).
-fn matmul_forward(d: Dims, a: &[f32], b: &[f32]) -> Vec<f32> {
-    let Dims { m, k, n, .. } = d;
+/// The forward product, one GEMM per output matrix (one GEMM in all when `b` is shared).
+fn matmul_forward(d: &Dims, a: &[f32], b: &[f32]) -> Vec<f32> {
+    let (m, k, n) = (d.m, d.k, d.n);
     let mut out = pool::for_overwrite(d.batch() * m * n);
-    if d.bb == 1 {
+    if d.stacks() {
         // A shared right operand: stack the batches of `a` into one tall matrix.
         gemm_into(
-            d.ba * m,
+            d.batch() * m,
             n,
             k,
             MatRef::rows(a, k),
@@ -73,13 +103,13 @@ fn matmul_forward(d: Dims, a: &[f32], b: &[f32]) -> Vec<f32> {
         );
         return out;
     }
+    if m * n == 0 {
+        return out;
+    }
     for (i, dst) in out.chunks_exact_mut(m * n).enumerate() {
-        let a_i = if d.ba == 1 {
-            a
-        } else {
-            &a[i * m * k..(i + 1) * m * k]
-        };
-        let b_i = &b[i * k * n..(i + 1) * k * n];
+        let (ia, ib) = (d.a_index[i], d.b_index[i]);
+        let a_i = &a[ia * m * k..(ia + 1) * m * k];
+        let b_i = &b[ib * k * n..(ib + 1) * k * n];
         gemm_into(
             m,
             n,
@@ -117,21 +147,17 @@ impl LinalgRecord {
     pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
         match self {
             LinalgRecord::MatMul { lhs, rhs, dims } => {
-                let Dims { m, k, n, .. } = *dims;
+                let (m, k, n) = (dims.m, dims.k, dims.n);
                 let batch = dims.batch();
                 if grads.wants(lhs) {
-                    // dA = G · Bᵀ, summed over the batch when `a` was broadcast.
+                    // dA = G · Bᵀ, summed over the batches that shared an `a` matrix.
                     let b = rhs.data();
                     let mut da = pool::zeros(lhs.numel());
                     for i in 0..batch {
+                        let (ia, ib) = (dims.a_index[i], dims.b_index[i]);
                         let g_i = &g[i * m * n..(i + 1) * m * n];
-                        let b_i = if dims.bb == 1 {
-                            &b[..]
-                        } else {
-                            &b[i * k * n..(i + 1) * k * n]
-                        };
-                        let off = if dims.ba == 1 { 0 } else { i * m * k };
-                        let dst = &mut da[off..off + m * k];
+                        let b_i = &b[ib * k * n..(ib + 1) * k * n];
+                        let dst = &mut da[ia * m * k..(ia + 1) * m * k];
                         gemm_into(
                             m,
                             k,
@@ -145,10 +171,10 @@ impl LinalgRecord {
                     grads.add(lhs, da);
                 }
                 if grads.wants(rhs) {
-                    // dB = Aᵀ · G, summed over the batch when `b` was broadcast.
+                    // dB = Aᵀ · G, summed over the batches that shared a `b` matrix.
                     let a = lhs.data();
                     let mut db = pool::zeros(rhs.numel());
-                    if dims.bb == 1 && dims.ba == batch {
+                    if dims.stacks() {
                         // One GEMM over the stacked batches: (B·m × k)ᵀ · (B·m × n).
                         gemm_into(
                             k,
@@ -161,14 +187,10 @@ impl LinalgRecord {
                         );
                     } else {
                         for i in 0..batch {
+                            let (ia, ib) = (dims.a_index[i], dims.b_index[i]);
                             let g_i = &g[i * m * n..(i + 1) * m * n];
-                            let a_i = if dims.ba == 1 {
-                                &a[..]
-                            } else {
-                                &a[i * m * k..(i + 1) * m * k]
-                            };
-                            let off = if dims.bb == 1 { 0 } else { i * k * n };
-                            let dst = &mut db[off..off + k * n];
+                            let a_i = &a[ia * m * k..(ia + 1) * m * k];
+                            let dst = &mut db[ib * k * n..(ib + 1) * k * n];
                             gemm_into(
                                 k,
                                 n,
@@ -235,11 +257,12 @@ impl LinalgRecord {
 }
 
 impl Tensor {
-    /// Matrix product of 2-D tensors, or batched over a leading axis of 3-D tensors (a
-    /// batch of 1, or a 2-D operand, is broadcast across the other's batch).
+    /// Matrix product over the last two axes, batched over any number of leading axes
+    /// that broadcast as in PyTorch (`[B, H, T, D] · [B, H, D, T]`, `[B, T, E] · [E, F]`,
+    /// `[1, H, T, D] · [B, 1, D, T]`). Both operands need at least 2 axes.
     pub fn try_matmul(&self, rhs: &Tensor) -> Result<Tensor> {
         let (dims, shape) = matmul_dims(self.shape(), rhs.shape())?;
-        let data = matmul_forward(dims, &self.data(), &rhs.data());
+        let data = matmul_forward(&dims, &self.data(), &rhs.data());
         let out = Tensor::from_parts(data, shape);
         Ok(tape::record(out, &[self, rhs], || {
             Op::Linalg(LinalgRecord::MatMul {

@@ -1,10 +1,13 @@
 //! The differentiable ops, one module per family; each op's backward sits beside its
 //! forward, and `tape::backward` dispatches to the family's `backward` by one `match`.
 
+pub(crate) mod attention;
 pub(crate) mod binary;
 pub(crate) mod custom;
 pub(crate) mod gemm;
+pub(crate) mod layout;
 pub(crate) mod linalg;
+pub(crate) mod mask;
 pub(crate) mod movement;
 pub(crate) mod operators;
 pub(crate) mod reduce;

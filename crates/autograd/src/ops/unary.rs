@@ -32,6 +32,11 @@ pub(crate) enum UnaryOp {
     Tanh,
     LeakyRelu(f32),
     Gelu(GeluApprox),
+    Silu,
+    /// alpha
+    Elu(f32),
+    /// beta, threshold
+    Softplus(f32, f32),
     Clamp(f32, f32),
     Pow(f32),
     AddScalar(f32),
@@ -95,6 +100,15 @@ impl UnaryOp {
             UnaryOp::Gelu(GeluApprox::Tanh) => map(x, |v| {
                 0.5 * v * (1.0 + (GELU_BETA * (v + GELU_KAPPA * v * v * v)).tanh())
             }),
+            UnaryOp::Silu => map(x, |v| v / (1.0 + (-v).exp())),
+            UnaryOp::Elu(alpha) => map(x, |v| if v > 0.0 { v } else { alpha * v.exp_m1() }),
+            UnaryOp::Softplus(beta, threshold) => map(x, |v| {
+                if v * beta > threshold {
+                    v
+                } else {
+                    (v * beta).exp().ln_1p() / beta
+                }
+            }),
             UnaryOp::Clamp(lo, hi) => map(x, |v| v.max(lo).min(hi)),
             UnaryOp::Pow(p) => map(x, |v| pow(v, p)),
             UnaryOp::AddScalar(s) => map(x, |v| v + s),
@@ -125,6 +139,22 @@ impl UnaryOp {
                 let t = (GELU_BETA * (x + GELU_KAPPA * x * x * x)).tanh();
                 0.5 * (1.0 + t)
                     + 0.5 * x * (1.0 - t * t) * GELU_BETA * (1.0 + 3.0 * GELU_KAPPA * x * x)
+            }),
+            UnaryOp::Silu => chain(g, x, y, |x, _| {
+                let s = 1.0 / (1.0 + (-x).exp());
+                s * (1.0 + x * (1.0 - s))
+            }),
+            // PyTorch's elu_backward from the input: α·eˣ below 0.
+            UnaryOp::Elu(alpha) => {
+                chain(g, x, y, |x, _| if x > 0.0 { 1.0 } else { alpha * x.exp() })
+            }
+            UnaryOp::Softplus(beta, threshold) => chain(g, x, y, |x, _| {
+                if x * beta > threshold {
+                    1.0
+                } else {
+                    let z = (x * beta).exp();
+                    z / (z + 1.0)
+                }
             }),
             UnaryOp::Clamp(lo, hi) => {
                 chain(g, x, y, |x, _| if x >= lo && x <= hi { 1.0 } else { 0.0 })
@@ -215,6 +245,19 @@ impl Tensor {
     /// Gaussian error linear unit, exact or tanh-approximated like PyTorch's two modes.
     pub fn gelu(&self, approximate: GeluApprox) -> Tensor {
         self.unary(UnaryOp::Gelu(approximate))
+    }
+    /// x · sigmoid(x) (SiLU, also called swish).
+    pub fn silu(&self) -> Tensor {
+        self.unary(UnaryOp::Silu)
+    }
+    /// x for x > 0, α·(eˣ − 1) otherwise (PyTorch's default α is 1).
+    pub fn elu(&self, alpha: f32) -> Tensor {
+        self.unary(UnaryOp::Elu(alpha))
+    }
+    /// log(1 + e^(βx)) / β, and x itself where βx > `threshold` (PyTorch's defaults:
+    /// β = 1, threshold = 20), which keeps it exact where e^(βx) would overflow.
+    pub fn softplus(&self, beta: f32, threshold: f32) -> Tensor {
+        self.unary(UnaryOp::Softplus(beta, threshold))
     }
     /// Limits every element to `[min, max]`; pass `f32::NEG_INFINITY` / `f32::INFINITY`
     /// for a one-sided clamp. Panics when `min > max`.
