@@ -30,12 +30,6 @@ impl Dropout {
     pub fn p(&self) -> f32 {
         self.p
     }
-
-    /// Restarts the mask generator from `seed`, so a resumed run can draw the masks it
-    /// would have drawn without stopping.
-    pub fn reseed(&self, seed: u64) {
-        *self.rng.borrow_mut() = StdRng::seed_from_u64(seed);
-    }
 }
 
 impl Module for Dropout {

@@ -9,9 +9,9 @@
 //! would list one tensor under two names, and the head then gets its own weight decay.
 
 use rand::Rng;
-use tapegrad_autograd::{no_grad, or_panic, GeluApprox, Result, Tensor, TensorError};
+use tapegrad_autograd::{no_grad, or_panic, with_default_rng, Result, Tensor, TensorError};
 
-use crate::{prefixed_parameters, Dropout, Embedding, LayerNorm, Linear, Module};
+use crate::{prefixed_parameters, Dropout, Embedding, LayerNorm, Linear, Module, TransformerBlock};
 
 /// The size of a [`Gpt`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,144 +46,9 @@ impl GptConfig {
     }
 }
 
-/// Multi-head causal self-attention with one fused q/k/v projection (`c_attn`,
-/// `[3·E, E]`, rows q then k then v) and an output projection (`c_proj`).
-pub struct CausalSelfAttention {
-    /// q, k, v projection: `[3·n_embd, n_embd]`.
-    pub c_attn: Linear,
-    /// Output projection: `[n_embd, n_embd]`.
-    pub c_proj: Linear,
-    n_head: usize,
-    resid_dropout: Dropout,
-}
-
-impl CausalSelfAttention {
-    /// Attention over `x` of shape `[B, T, E]`; position t attends to positions ≤ t.
-    pub fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
-        let [b, t, e] = *x.shape() else {
-            return Err(TensorError::InvalidArgument {
-                op: "CausalSelfAttention",
-                reason: format!("expected input [B, T, E], got shape {:?}", x.shape()),
-            });
-        };
-        let (h, d) = (self.n_head, e / self.n_head);
-        let qkv = linear(&self.c_attn, x)?; // [B, T, 3E]
-                                            // [B, T, 3, H, D] -> [3, B, H, T, D] one axis swap at a time.
-        let heads = |which: usize| -> Result<Tensor> {
-            let idx: Vec<usize> = (which * e..(which + 1) * e).collect();
-            qkv.try_index_select(2, &idx)?
-                .try_reshape(&[b, t, h, d])?
-                .try_transpose(1, 2)?
-                .try_reshape(&[b * h, t, d])
-        };
-        let (q, k, v) = (heads(0)?, heads(1)?, heads(2)?);
-        let scores = q
-            .try_matmul(&k.try_transpose(1, 2)?)?
-            .mul_scalar(1.0 / (d as f32).sqrt());
-        let att = scores.try_add(&causal_mask(t))?.try_softmax(2)?;
-        let y = att
-            .try_matmul(&v)? // [B·H, T, D]
-            .try_reshape(&[b, h, t, d])?
-            .try_transpose(1, 2)?
-            .try_reshape(&[b, t, e])?;
-        Ok(self.resid_dropout.forward(&linear(&self.c_proj, &y)?))
-    }
-}
-
 /// `x · Wᵀ + b` through a [`Linear`]'s tensors, as a `Result`.
 fn linear(layer: &Linear, x: &Tensor) -> Result<Tensor> {
     x.try_linear(&layer.weight, layer.bias.as_ref())
-}
-
-/// `[t, t]`: 0 on and below the diagonal, −∞ above, added to scores before softmax.
-fn causal_mask(t: usize) -> Tensor {
-    let mut m = vec![0.0f32; t * t];
-    for i in 0..t {
-        for v in &mut m[i * t + i + 1..(i + 1) * t] {
-            *v = f32::NEG_INFINITY;
-        }
-    }
-    Tensor::from_vec(m, &[t, t]).expect("t·t values")
-}
-
-impl Module for CausalSelfAttention {
-    #[track_caller]
-    fn forward(&self, x: &Tensor) -> Tensor {
-        or_panic(self.try_forward(x))
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        prefixed_parameters(&[("c_attn", &self.c_attn), ("c_proj", &self.c_proj)])
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.resid_dropout.set_training(training);
-    }
-}
-
-/// The block's MLP: `c_fc` (E → 4E), exact GELU, `c_proj` (4E → E), dropout.
-pub struct Mlp {
-    /// `[4·n_embd, n_embd]`.
-    pub c_fc: Linear,
-    /// `[n_embd, 4·n_embd]`.
-    pub c_proj: Linear,
-    dropout: Dropout,
-}
-
-impl Module for Mlp {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let hidden = self.c_fc.forward(x).gelu(GeluApprox::None);
-        self.dropout.forward(&self.c_proj.forward(&hidden))
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        prefixed_parameters(&[("c_fc", &self.c_fc), ("c_proj", &self.c_proj)])
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.dropout.set_training(training);
-    }
-}
-
-/// A pre-LayerNorm block: `x + attn(ln_1(x))`, then `x + mlp(ln_2(x))`.
-pub struct Block {
-    /// Before attention.
-    pub ln_1: LayerNorm,
-    /// Causal self-attention.
-    pub attn: CausalSelfAttention,
-    /// Before the MLP.
-    pub ln_2: LayerNorm,
-    /// The MLP.
-    pub mlp: Mlp,
-}
-
-impl Block {
-    /// The block on `[B, T, E]`.
-    pub fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x = x.try_add(&self.attn.try_forward(&self.ln_1.try_forward(x)?)?)?;
-        x.try_add(&self.mlp.forward(&self.ln_2.try_forward(&x)?))
-    }
-}
-
-impl Module for Block {
-    #[track_caller]
-    fn forward(&self, x: &Tensor) -> Tensor {
-        or_panic(self.try_forward(x))
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        prefixed_parameters(&[
-            ("ln_1", &self.ln_1),
-            ("attn", &self.attn),
-            ("ln_2", &self.ln_2),
-            ("mlp", &self.mlp),
-        ])
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.attn.set_training(training);
-        self.mlp.set_training(training);
-    }
 }
 
 /// A GPT language model; see the module documentation for its layout and names.
@@ -193,7 +58,7 @@ pub struct Gpt {
     /// Position embedding `[context, n_embd]`.
     pub wpe: Embedding,
     /// The blocks.
-    pub h: Vec<Block>,
+    pub h: Vec<TransformerBlock>,
     /// Final LayerNorm.
     pub ln_f: LayerNorm,
     /// Head to the vocabulary, no bias: `[vocab_size, n_embd]`.
@@ -203,65 +68,71 @@ pub struct Gpt {
 }
 
 impl Gpt {
-    /// A model initialised as GPT-2: weights and embeddings from N(0, 0.02), biases 0,
-    /// LayerNorms (1, 0), and each residual branch's output projection from
-    /// N(0, 0.02/√(2·n_layer)) so the residual stream's variance does not grow with depth.
-    /// Dropout layers are seeded from `rng` too (see [`Gpt::reseed_dropout`]).
+    /// A model initialised as GPT-2 from the default generator (see
+    /// [`Gpt::new_with_rng`]).
+    pub fn new(config: GptConfig) -> Result<Gpt> {
+        with_default_rng(|rng| Gpt::new_with_rng(config, rng))
+    }
+
+    /// A model initialised as GPT-2, drawing from `rng`: linear weights and embeddings
+    /// from N(0, 0.02), biases 0, LayerNorms (γ = 1, β = 0), and each residual branch's
+    /// output projection (`attn.c_proj`, `mlp.c_proj`) from N(0, 0.02/√(2·n_layer)) so
+    /// the residual stream's variance does not grow with depth.
     pub fn new_with_rng(config: GptConfig, rng: &mut impl Rng) -> Result<Gpt> {
         config.check()?;
         let GptConfig {
             vocab_size,
             context,
             n_layer,
+            n_head,
             n_embd: e,
-            ..
+            dropout,
         } = config;
         let std = 0.02;
         let proj_std = std / (2.0 * n_layer.max(1) as f32).sqrt();
-        let mut normal = |shape: &[usize], s: f32| -> Result<Tensor> {
-            Ok(Tensor::normal(shape, 0.0, s, rng)?.with_requires_grad(true))
-        };
-        let mut linear = |inf: usize, outf: usize, s: f32, bias: bool| -> Result<Linear> {
-            Linear::from_tensors(
-                normal(&[outf, inf], s)?,
-                bias.then(|| Tensor::zeros(&[outf])),
-            )
-        };
-        let dropout = |seed: u64| Dropout::new(config.dropout, seed);
         let mut h = Vec::with_capacity(n_layer);
-        for i in 0..n_layer {
-            let seed = 2 * i as u64 + 1;
-            h.push(Block {
-                ln_1: LayerNorm::new(e),
-                attn: CausalSelfAttention {
-                    c_attn: linear(e, 3 * e, std, true)?,
-                    c_proj: linear(e, e, proj_std, true)?,
-                    n_head: config.n_head,
-                    resid_dropout: dropout(seed)?,
-                },
-                ln_2: LayerNorm::new(e),
-                mlp: Mlp {
-                    c_fc: linear(e, 4 * e, std, true)?,
-                    c_proj: linear(4 * e, e, proj_std, true)?,
-                    dropout: dropout(seed + 1)?,
-                },
-            });
+        for _ in 0..n_layer {
+            h.push(TransformerBlock::new_with_rng(e, n_head, dropout, rng)?);
         }
-        // An embedding table is initialised like a bias-free linear layer's weight.
+        // The blocks come with PyTorch's default initialisation; redraw it as GPT-2's.
+        let mut redraw = |t: &Tensor, s: f32| -> Result<()> {
+            let fresh = Tensor::normal(t.shape(), 0.0, s, rng)?;
+            t.data_mut().copy_from_slice(&fresh.data());
+            Ok(())
+        };
+        for block in &h {
+            redraw(&block.attn.c_attn.weight, std)?;
+            redraw(&block.attn.c_proj.weight, proj_std)?;
+            redraw(&block.mlp.c_fc.weight, std)?;
+            redraw(&block.mlp.c_proj.weight, proj_std)?;
+            for layer in [
+                &block.attn.c_attn,
+                &block.attn.c_proj,
+                &block.mlp.c_fc,
+                &block.mlp.c_proj,
+            ] {
+                if let Some(b) = &layer.bias {
+                    b.data_mut().fill(0.0);
+                }
+            }
+        }
+        let mut normal = |shape: &[usize]| -> Result<Tensor> {
+            Ok(Tensor::normal(shape, 0.0, std, rng)?.with_requires_grad(true))
+        };
         let wte = Embedding {
-            weight: linear(e, vocab_size, std, false)?.weight,
+            weight: normal(&[vocab_size, e])?,
         };
         let wpe = Embedding {
-            weight: linear(e, context, std, false)?.weight,
+            weight: normal(&[context, e])?,
         };
-        let lm_head = linear(e, vocab_size, std, false)?;
+        let lm_head = Linear::from_tensors(normal(&[vocab_size, e])?, None)?;
         Ok(Gpt {
             wte,
             wpe,
             h,
             ln_f: LayerNorm::new(e),
             lm_head,
-            emb_dropout: dropout(0)?,
+            emb_dropout: Dropout::new(dropout)?,
             config,
         })
     }
@@ -269,21 +140,6 @@ impl Gpt {
     /// The configuration.
     pub fn config(&self) -> &GptConfig {
         &self.config
-    }
-
-    /// Restarts every dropout layer's generator from `seed` (each layer from its own
-    /// stream). A training loop that reseeds with a function of the step draws the same
-    /// masks after a resume as without one.
-    pub fn reseed_dropout(&self, seed: u64) {
-        self.emb_dropout
-            .reseed(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        for (i, block) in self.h.iter().enumerate() {
-            let s = seed
-                .wrapping_add(2 * i as u64 + 1)
-                .wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            block.attn.resid_dropout.reseed(s);
-            block.mlp.dropout.reseed(s ^ 0xD1B5_4A32_D192_ED03);
-        }
     }
 
     /// Logits `[batch, seq, vocab_size]` for `ids`, row-major `[batch, seq]`. A sequence

@@ -50,7 +50,7 @@ pub use activation::{
 pub use attention::MultiheadAttention;
 pub use dropout::Dropout;
 pub use embedding::Embedding;
-pub use gpt::{Block, CausalSelfAttention, Gpt, GptConfig, Mlp};
+pub use gpt::{Gpt, GptConfig};
 pub use linear::Linear;
 pub use norm::LayerNorm;
 pub use sequential::Sequential;

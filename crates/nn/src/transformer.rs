@@ -21,9 +21,9 @@ fn linear(in_features: usize, out_features: usize, rng: &mut impl Rng) -> Result
     Linear::from_tensors(weight, Some(bias))
 }
 
-/// A dropout layer seeded from `rng`.
-fn dropout(p: f32, rng: &mut impl Rng) -> Result<Dropout> {
-    Dropout::new(p, rng.random::<u64>())
+/// A dropout layer (its masks come from the default generator since `manual_seed`).
+fn dropout(p: f32, _rng: &mut impl Rng) -> Result<Dropout> {
+    Dropout::new(p)
 }
 
 /// Causal multi-head self-attention on `[B, T, E]`, nanoGPT's `CausalSelfAttention`:
