@@ -8,48 +8,16 @@ use serde::{Deserialize, Serialize};
 use tapegrad_autograd::random;
 use tapegrad_data::{DataLoader, LoaderState};
 use tapegrad_nn::Module;
-use tapegrad_optim::{
-    CosineAnnealingLr, ExponentialLr, LinearLr, Optimizer, OptimizerState, StepLr,
-};
+use tapegrad_optim::{LrScheduler, Optimizer, OptimizerState};
 
 use crate::atomic::{read_file, write_atomic};
 use crate::error::IoError;
 use crate::format;
 use crate::state_dict::StateDict;
 
-/// A learning-rate scheduler, whichever kind (schedulers are plain serialisable data).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub enum SchedulerState {
-    /// A [`StepLr`].
-    StepLr(StepLr),
-    /// An [`ExponentialLr`].
-    ExponentialLr(ExponentialLr),
-    /// A [`CosineAnnealingLr`].
-    CosineAnnealingLr(CosineAnnealingLr),
-    /// A [`LinearLr`].
-    LinearLr(LinearLr),
-}
-
-impl From<StepLr> for SchedulerState {
-    fn from(s: StepLr) -> Self {
-        SchedulerState::StepLr(s)
-    }
-}
-impl From<ExponentialLr> for SchedulerState {
-    fn from(s: ExponentialLr) -> Self {
-        SchedulerState::ExponentialLr(s)
-    }
-}
-impl From<CosineAnnealingLr> for SchedulerState {
-    fn from(s: CosineAnnealingLr) -> Self {
-        SchedulerState::CosineAnnealingLr(s)
-    }
-}
-impl From<LinearLr> for SchedulerState {
-    fn from(s: LinearLr) -> Self {
-        SchedulerState::LinearLr(s)
-    }
-}
+/// A learning-rate scheduler's saved state, whichever kind (defined in
+/// `tapegrad-optim`, whose schedulers export and load it).
+pub use tapegrad_optim::SchedulerState;
 
 /// Everything a training loop needs to stop and resume exactly.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,7 +60,8 @@ impl Checkpoint {
         self
     }
 
-    /// Adds the scheduler.
+    /// Adds the scheduler: a plain-data scheduler itself, or any scheduler's
+    /// `LrScheduler::state()` (and `ReduceLrOnPlateau::state()`).
     pub fn with_scheduler(mut self, scheduler: impl Into<SchedulerState>) -> Checkpoint {
         self.scheduler = Some(scheduler.into());
         self
@@ -149,6 +118,18 @@ impl Checkpoint {
             .as_ref()
             .ok_or_else(|| missing("optimizer"))?;
         optimizer
+            .load_state(state)
+            .map_err(|e| IoError::Mismatch(vec![e.to_string()]))
+    }
+
+    /// Loads the saved scheduler state into `scheduler`, built the same way as the saved
+    /// one (same kind; for a `SequentialLr`, the same sequence of kinds).
+    pub fn restore_scheduler(&self, scheduler: &mut dyn LrScheduler) -> Result<(), IoError> {
+        let state = self
+            .scheduler
+            .as_ref()
+            .ok_or_else(|| missing("scheduler"))?;
+        scheduler
             .load_state(state)
             .map_err(|e| IoError::Mismatch(vec![e.to_string()]))
     }

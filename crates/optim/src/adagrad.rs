@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 use tapegrad_autograd::Tensor;
 
 use crate::error::{non_negative, OptimError};
+use crate::group::{group_access, GroupConfig};
 use crate::kernels::{addcdiv, addcmul};
-use crate::state::{kind_mismatch, Buffer, Params};
-use crate::{Optimizer, OptimizerConfig, OptimizerState};
+use crate::state::{Buffer, BufferSpec, Params};
+use crate::{Optimizer, OptimizerConfig, OptimizerState, ParamGroup};
 
 pub(crate) const KIND: &str = "Adagrad";
 const SUM: &str = "sum";
@@ -48,26 +49,36 @@ impl Default for AdagradConfig {
 /// θ ← θ − η_t·g / (√s + ε)
 /// ```
 pub struct Adagrad {
-    params: Params,
-    config: AdagradConfig,
+    params: Params<AdagradConfig>,
     sum: Buffer,
 }
 
 impl Adagrad {
-    /// An optimizer over `params`, validating the hyper-parameters as PyTorch does.
+    /// An optimizer over `params` (one group), validating the hyper-parameters as
+    /// PyTorch does.
     pub fn new(params: Vec<Tensor>, config: AdagradConfig) -> Result<Adagrad, OptimError> {
-        validate(&config)?;
-        let params = Params::new(params)?;
+        Adagrad::with_groups(vec![ParamGroup::new(params, config)])
+    }
+
+    /// An optimizer over parameter groups, each with its own hyper-parameters; fails when
+    /// no group has a parameter, a hyper-parameter is invalid, or a parameter is given
+    /// twice.
+    pub fn with_groups(groups: Vec<ParamGroup<AdagradConfig>>) -> Result<Adagrad, OptimError> {
+        let params = Params::new(groups)?;
         Ok(Adagrad {
             sum: params.empty_buffer(),
             params,
-            config,
         })
     }
 
-    /// The hyper-parameters in use.
+    /// The hyper-parameters of group 0.
     pub fn config(&self) -> &AdagradConfig {
-        &self.config
+        &self.params.configs[0]
+    }
+
+    /// The hyper-parameters of every group, in group order.
+    pub fn group_configs(&self) -> &[AdagradConfig] {
+        &self.params.configs
     }
 }
 
@@ -82,22 +93,52 @@ fn validate(c: &AdagradConfig) -> Result<(), OptimError> {
     non_negative("epsilon value", c.eps)
 }
 
+impl GroupConfig for AdagradConfig {
+    const KIND: &'static str = KIND;
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn validate(&self) -> Result<(), OptimError> {
+        validate(self)
+    }
+
+    fn wrap(self) -> OptimizerConfig {
+        OptimizerConfig::Adagrad(self)
+    }
+
+    fn unwrap(config: &OptimizerConfig) -> Option<Self> {
+        match config {
+            OptimizerConfig::Adagrad(c) => Some(*c),
+            _ => None,
+        }
+    }
+}
+
+const BUFFERS: [BufferSpec<AdagradConfig>; 1] = [BufferSpec {
+    name: SUM,
+    used: |_| true,
+    lazy: false,
+}];
+
 impl Optimizer for Adagrad {
     fn kind(&self) -> &'static str {
         KIND
     }
 
-    fn params(&self) -> &[Tensor] {
-        &self.params.tensors
-    }
+    group_access!(params);
 
     /// Mirrors `_single_tensor_adagrad`; the decayed rate η_t is computed in f64.
     fn step(&mut self) {
-        let c = self.config;
-        let (wd, eps) = (c.weight_decay as f32, c.eps as f32);
-        let initial = c.initial_accumulator_value as f32;
         let sums = &mut self.sum;
-        self.params.update(|i, step, theta, grad| {
+        self.params.update(|i, c, step, theta, grad| {
+            let (wd, eps) = (c.weight_decay as f32, c.eps as f32);
+            let initial = c.initial_accumulator_value as f32;
             // PyTorch fills the sum when it builds the optimizer; filling it at the first
             // step instead gives the same numbers and keeps all state lazy.
             let sum = sums[i].get_or_insert_with(|| vec![initial; grad.len()]);
@@ -114,30 +155,13 @@ impl Optimizer for Adagrad {
         });
     }
 
-    fn lr(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.config.lr = lr;
-    }
-
     fn state(&self) -> OptimizerState {
-        self.params.export(
-            KIND,
-            OptimizerConfig::Adagrad(self.config),
-            &[(SUM, &self.sum)],
-        )
+        self.params.export(&BUFFERS, &[&self.sum])
     }
 
     fn load_state(&mut self, state: &OptimizerState) -> Result<(), OptimError> {
-        let OptimizerConfig::Adagrad(config) = &state.config else {
-            return Err(kind_mismatch(KIND, state));
-        };
-        validate(config)?;
-        self.params.load(KIND, state, &[SUM])?;
+        self.params.load(state, &BUFFERS)?;
         self.sum = self.params.take(state, SUM);
-        self.config = *config;
         Ok(())
     }
 }

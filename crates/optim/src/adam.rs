@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 use tapegrad_autograd::Tensor;
 
 use crate::error::{invalid, non_negative, OptimError};
+use crate::group::{group_access, GroupConfig};
 use crate::kernels::{addcdiv, addcmul, lerp, maximum, with_fma};
-use crate::state::{kind_mismatch, Buffer, Params};
-use crate::{Optimizer, OptimizerConfig, OptimizerState};
+use crate::state::{Buffer, BufferSpec, Params};
+use crate::{Optimizer, OptimizerConfig, OptimizerState, ParamGroup};
 
 pub(crate) const ADAM: &str = "Adam";
 const EXP_AVG: &str = "exp_avg";
@@ -53,23 +54,85 @@ impl Default for AdamConfig {
 ///
 /// ε sits outside the square root; AMSGrad keeps the maximum of the uncorrected v.
 pub struct Adam {
-    core: Core,
-    config: AdamConfig,
+    core: Core<AdamConfig>,
 }
 
 impl Adam {
-    /// An optimizer over `params`, validating the hyper-parameters as PyTorch does.
+    /// An optimizer over `params` (one group), validating the hyper-parameters as
+    /// PyTorch does.
     pub fn new(params: Vec<Tensor>, config: AdamConfig) -> Result<Adam, OptimError> {
-        validate(&config)?;
+        Adam::with_groups(vec![ParamGroup::new(params, config)])
+    }
+
+    /// An optimizer over parameter groups, each with its own hyper-parameters; fails when
+    /// no group has a parameter, a hyper-parameter is invalid, or a parameter is given
+    /// twice.
+    pub fn with_groups(groups: Vec<ParamGroup<AdamConfig>>) -> Result<Adam, OptimError> {
         Ok(Adam {
-            core: Core::new(params)?,
-            config,
+            core: Core::new(groups)?,
         })
     }
 
-    /// The hyper-parameters in use.
+    /// The hyper-parameters of group 0.
     pub fn config(&self) -> &AdamConfig {
-        &self.config
+        &self.core.params.configs[0]
+    }
+
+    /// The hyper-parameters of every group, in group order.
+    pub fn group_configs(&self) -> &[AdamConfig] {
+        &self.core.params.configs
+    }
+}
+
+/// Adam's and AdamW's config structs, as read by the shared update.
+pub(crate) trait AdamStyle: GroupConfig {
+    /// Whether `weight_decay` decays the weights (AdamW) rather than adding to the
+    /// gradient (Adam).
+    const DECOUPLED: bool;
+    /// The hyper-parameters in Adam's struct.
+    fn adam(&self) -> AdamConfig;
+}
+
+impl AdamStyle for AdamConfig {
+    const DECOUPLED: bool = false;
+
+    fn adam(&self) -> AdamConfig {
+        *self
+    }
+}
+
+impl GroupConfig for AdamConfig {
+    const KIND: &'static str = ADAM;
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) {
+        self.betas.0 = momentum;
+    }
+
+    fn validate(&self) -> Result<(), OptimError> {
+        validate(self)
+    }
+
+    fn wrap(self) -> OptimizerConfig {
+        OptimizerConfig::Adam(self)
+    }
+
+    fn unwrap(config: &OptimizerConfig) -> Option<Self> {
+        match config {
+            OptimizerConfig::Adam(c) => Some(*c),
+            _ => None,
+        }
     }
 }
 
@@ -165,17 +228,36 @@ fn update_split<const L2: bool, const AMS: bool>(
 }
 
 /// Parameters and moment buffers, shared by Adam and AdamW.
-pub(crate) struct Core {
-    pub(crate) params: Params,
+pub(crate) struct Core<C> {
+    pub(crate) params: Params<C>,
     exp_avg: Buffer,
     exp_avg_sq: Buffer,
     max_exp_avg_sq: Buffer,
 }
 
-impl Core {
+impl<C: AdamStyle> Core<C> {
+    /// The buffers, in the order of the struct's fields.
+    const BUFFERS: [BufferSpec<C>; 3] = [
+        BufferSpec {
+            name: EXP_AVG,
+            used: |_| true,
+            lazy: false,
+        },
+        BufferSpec {
+            name: EXP_AVG_SQ,
+            used: |_| true,
+            lazy: false,
+        },
+        BufferSpec {
+            name: MAX_EXP_AVG_SQ,
+            used: |c| c.adam().amsgrad,
+            lazy: false,
+        },
+    ];
+
     /// No moments yet: each parameter's are created at its first step.
-    pub(crate) fn new(params: Vec<Tensor>) -> Result<Core, OptimError> {
-        let params = Params::new(params)?;
+    pub(crate) fn new(groups: Vec<ParamGroup<C>>) -> Result<Core<C>, OptimError> {
+        let params = Params::new(groups)?;
         Ok(Core {
             exp_avg: params.empty_buffer(),
             exp_avg_sq: params.empty_buffer(),
@@ -187,18 +269,20 @@ impl Core {
     /// One Adam(W) step, mirroring `_single_tensor_adam` operation by operation: bias
     /// corrections and the step size in f64, then rounded once to f32 as PyTorch passes
     /// Python floats to its f32 kernels.
-    pub(crate) fn step(&mut self, h: AdamConfig, decoupled: bool) {
-        let (beta1, beta2) = h.betas;
-        let avg_weight = (1.0 - beta1) as f32;
-        let (beta2_f, one_minus_beta2) = (beta2 as f32, (1.0 - beta2) as f32);
-        let (wd, eps) = (h.weight_decay as f32, h.eps as f32);
-        let decay = (1.0 - h.lr * h.weight_decay) as f32;
+    pub(crate) fn step(&mut self) {
+        let decoupled = C::DECOUPLED;
         let (m_buf, v_buf, vmax_buf) = (
             &mut self.exp_avg,
             &mut self.exp_avg_sq,
             &mut self.max_exp_avg_sq,
         );
-        self.params.update(|i, step, theta, grad| {
+        self.params.update(|i, c, step, theta, grad| {
+            let h = c.adam();
+            let (beta1, beta2) = h.betas;
+            let avg_weight = (1.0 - beta1) as f32;
+            let (beta2_f, one_minus_beta2) = (beta2 as f32, (1.0 - beta2) as f32);
+            let (wd, eps) = (h.weight_decay as f32, h.eps as f32);
+            let decay = (1.0 - h.lr * h.weight_decay) as f32;
             let n = grad.len();
             let m = m_buf[i].get_or_insert_with(|| vec![0.0; n]);
             let v = v_buf[i].get_or_insert_with(|| vec![0.0; n]);
@@ -237,37 +321,17 @@ impl Core {
         });
     }
 
-    /// The buffers a configuration keeps, by their PyTorch state names.
-    fn names(amsgrad: bool) -> &'static [&'static str] {
-        if amsgrad {
-            &[EXP_AVG, EXP_AVG_SQ, MAX_EXP_AVG_SQ]
-        } else {
-            &[EXP_AVG, EXP_AVG_SQ]
-        }
+    /// The saved state: AMSGrad's running maximum only when some group uses it.
+    pub(crate) fn export(&self) -> OptimizerState {
+        self.params.export(
+            &Self::BUFFERS,
+            &[&self.exp_avg, &self.exp_avg_sq, &self.max_exp_avg_sq],
+        )
     }
 
-    /// The saved state: AMSGrad's running maximum only when it is in use.
-    pub(crate) fn export(
-        &self,
-        kind: &str,
-        config: OptimizerConfig,
-        amsgrad: bool,
-    ) -> OptimizerState {
-        let mut buffers = vec![(EXP_AVG, &self.exp_avg), (EXP_AVG_SQ, &self.exp_avg_sq)];
-        if amsgrad {
-            buffers.push((MAX_EXP_AVG_SQ, &self.max_exp_avg_sq));
-        }
-        self.params.export(kind, config, &buffers)
-    }
-
-    /// Adopts a state checked against the buffers `amsgrad` implies.
-    pub(crate) fn load(
-        &mut self,
-        kind: &str,
-        state: &OptimizerState,
-        amsgrad: bool,
-    ) -> Result<(), OptimError> {
-        self.params.load(kind, state, Core::names(amsgrad))?;
+    /// Adopts a state checked against the buffers its groups' configs imply.
+    pub(crate) fn load(&mut self, state: &OptimizerState) -> Result<(), OptimError> {
+        self.params.load(state, &Self::BUFFERS)?;
         self.exp_avg = self.params.take(state, EXP_AVG);
         self.exp_avg_sq = self.params.take(state, EXP_AVG_SQ);
         self.max_exp_avg_sq = self.params.take(state, MAX_EXP_AVG_SQ);
@@ -280,37 +344,17 @@ impl Optimizer for Adam {
         ADAM
     }
 
-    fn params(&self) -> &[Tensor] {
-        &self.core.params.tensors
-    }
+    group_access!(core.params);
 
     fn step(&mut self) {
-        self.core.step(self.config, false);
-    }
-
-    fn lr(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.config.lr = lr;
+        self.core.step();
     }
 
     fn state(&self) -> OptimizerState {
-        self.core.export(
-            ADAM,
-            OptimizerConfig::Adam(self.config),
-            self.config.amsgrad,
-        )
+        self.core.export()
     }
 
     fn load_state(&mut self, state: &OptimizerState) -> Result<(), OptimError> {
-        let OptimizerConfig::Adam(config) = &state.config else {
-            return Err(kind_mismatch(ADAM, state));
-        };
-        validate(config)?;
-        self.core.load(ADAM, state, config.amsgrad)?;
-        self.config = *config;
-        Ok(())
+        self.core.load(state)
     }
 }

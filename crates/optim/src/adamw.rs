@@ -3,10 +3,10 @@
 use serde::{Deserialize, Serialize};
 use tapegrad_autograd::Tensor;
 
-use crate::adam::{validate, Core};
+use crate::adam::{validate, AdamStyle, Core};
 use crate::error::OptimError;
-use crate::state::kind_mismatch;
-use crate::{AdamConfig, Optimizer, OptimizerConfig, OptimizerState};
+use crate::group::{group_access, GroupConfig};
+use crate::{AdamConfig, Optimizer, OptimizerConfig, OptimizerState, ParamGroup};
 
 pub(crate) const KIND: &str = "AdamW";
 
@@ -40,35 +40,85 @@ impl Default for AdamWConfig {
 /// `torch.optim.AdamW`: [`Adam`](crate::Adam) with decoupled weight decay. Before the Adam update,
 /// θ ← θ·(1 − ηλ), and λ never enters the gradient or the moment averages.
 pub struct AdamW {
-    core: Core,
-    config: AdamWConfig,
+    core: Core<AdamWConfig>,
 }
 
 impl AdamW {
-    /// An optimizer over `params`, validating the hyper-parameters as PyTorch does.
+    /// An optimizer over `params` (one group), validating the hyper-parameters as
+    /// PyTorch does.
     pub fn new(params: Vec<Tensor>, config: AdamWConfig) -> Result<AdamW, OptimError> {
-        validate(&as_adam(&config))?;
+        AdamW::with_groups(vec![ParamGroup::new(params, config)])
+    }
+
+    /// An optimizer over parameter groups, each with its own hyper-parameters (typically
+    /// weight decay on weight matrices and none on biases, norms and embeddings); fails
+    /// when no group has a parameter, a hyper-parameter is invalid, or a parameter is
+    /// given twice.
+    pub fn with_groups(groups: Vec<ParamGroup<AdamWConfig>>) -> Result<AdamW, OptimError> {
         Ok(AdamW {
-            core: Core::new(params)?,
-            config,
+            core: Core::new(groups)?,
         })
     }
 
-    /// The hyper-parameters in use.
+    /// The hyper-parameters of group 0.
     pub fn config(&self) -> &AdamWConfig {
-        &self.config
+        &self.core.params.configs[0]
+    }
+
+    /// The hyper-parameters of every group, in group order.
+    pub fn group_configs(&self) -> &[AdamWConfig] {
+        &self.core.params.configs
     }
 }
 
-/// AdamW's hyper-parameters in Adam's struct; the update reads `weight_decay` as
-/// decoupled or not by its own flag.
-fn as_adam(c: &AdamWConfig) -> AdamConfig {
-    AdamConfig {
-        lr: c.lr,
-        betas: c.betas,
-        eps: c.eps,
-        weight_decay: c.weight_decay,
-        amsgrad: c.amsgrad,
+impl AdamStyle for AdamWConfig {
+    const DECOUPLED: bool = true;
+
+    /// AdamW's hyper-parameters in Adam's struct; the update reads `weight_decay` as
+    /// decoupled by [`AdamStyle::DECOUPLED`].
+    fn adam(&self) -> AdamConfig {
+        AdamConfig {
+            lr: self.lr,
+            betas: self.betas,
+            eps: self.eps,
+            weight_decay: self.weight_decay,
+            amsgrad: self.amsgrad,
+        }
+    }
+}
+
+impl GroupConfig for AdamWConfig {
+    const KIND: &'static str = KIND;
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn momentum(&self) -> Option<f64> {
+        Some(self.betas.0)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) {
+        self.betas.0 = momentum;
+    }
+
+    fn validate(&self) -> Result<(), OptimError> {
+        validate(&self.adam())
+    }
+
+    fn wrap(self) -> OptimizerConfig {
+        OptimizerConfig::AdamW(self)
+    }
+
+    fn unwrap(config: &OptimizerConfig) -> Option<Self> {
+        match config {
+            OptimizerConfig::AdamW(c) => Some(*c),
+            _ => None,
+        }
     }
 }
 
@@ -77,37 +127,17 @@ impl Optimizer for AdamW {
         KIND
     }
 
-    fn params(&self) -> &[Tensor] {
-        &self.core.params.tensors
-    }
+    group_access!(core.params);
 
     fn step(&mut self) {
-        self.core.step(as_adam(&self.config), true);
-    }
-
-    fn lr(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.config.lr = lr;
+        self.core.step();
     }
 
     fn state(&self) -> OptimizerState {
-        self.core.export(
-            KIND,
-            OptimizerConfig::AdamW(self.config),
-            self.config.amsgrad,
-        )
+        self.core.export()
     }
 
     fn load_state(&mut self, state: &OptimizerState) -> Result<(), OptimError> {
-        let OptimizerConfig::AdamW(config) = &state.config else {
-            return Err(kind_mismatch(KIND, state));
-        };
-        validate(&as_adam(config))?;
-        self.core.load(KIND, state, config.amsgrad)?;
-        self.config = *config;
-        Ok(())
+        self.core.load(state)
     }
 }

@@ -32,6 +32,33 @@ pub enum OptimError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The same parameter tensor was given twice: in two groups, or twice in one group
+    /// (it would be updated twice per step).
+    DuplicateParameter {
+        /// The group and the position in it of the first occurrence.
+        first: (usize, usize),
+        /// The group and the position in it of the repeat.
+        second: (usize, usize),
+        /// The parameter's shape.
+        shape: Vec<usize>,
+    },
+    /// A saved state has a different number of parameter groups than the optimizer.
+    GroupCountMismatch {
+        /// Groups of the optimizer.
+        expected: usize,
+        /// Groups in the state.
+        found: usize,
+    },
+    /// A saved state's parameter group holds a different number of parameters than the
+    /// optimizer's group of the same index.
+    GroupSizeMismatch {
+        /// The group's index.
+        group: usize,
+        /// Parameters in the optimizer's group.
+        expected: usize,
+        /// Parameters in the state's group.
+        found: usize,
+    },
     /// A saved buffer's length differs from its parameter's number of elements.
     BufferLength {
         /// The buffer's name.
@@ -63,6 +90,29 @@ impl fmt::Display for OptimError {
             OptimError::BufferSet { buffer, reason } => {
                 write!(f, "state buffer `{buffer}`: {reason}")
             }
+            OptimError::DuplicateParameter {
+                first,
+                second,
+                shape,
+            } => write!(
+                f,
+                "parameter {} of group {} (shape {shape:?}) is also parameter {} of group {}: \
+                 a parameter may appear in one parameter group only, and once",
+                second.1, second.0, first.1, first.0
+            ),
+            OptimError::GroupCountMismatch { expected, found } => write!(
+                f,
+                "state holds {found} parameter groups but the optimizer has {expected}"
+            ),
+            OptimError::GroupSizeMismatch {
+                group,
+                expected,
+                found,
+            } => write!(
+                f,
+                "state's parameter group {group} holds {found} parameters but the \
+                 optimizer's has {expected}"
+            ),
             OptimError::BufferLength {
                 buffer,
                 param,

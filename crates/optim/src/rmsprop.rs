@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 use tapegrad_autograd::Tensor;
 
 use crate::error::{non_negative, OptimError};
+use crate::group::{group_access, GroupConfig};
 use crate::kernels::{addcdiv, addcmul, lerp};
-use crate::state::{kind_mismatch, Buffer, Params};
-use crate::{Optimizer, OptimizerConfig, OptimizerState};
+use crate::state::{Buffer, BufferSpec, Params};
+use crate::{Optimizer, OptimizerConfig, OptimizerState, ParamGroup};
 
 pub(crate) const KIND: &str = "RMSprop";
 const SQUARE_AVG: &str = "square_avg";
@@ -55,30 +56,40 @@ impl Default for RMSpropConfig {
 /// θ ← θ − η·g/(r + ε)                     (otherwise)
 /// ```
 pub struct RMSprop {
-    params: Params,
-    config: RMSpropConfig,
+    params: Params<RMSpropConfig>,
     square_avg: Buffer,
     momentum_buffer: Buffer,
     grad_avg: Buffer,
 }
 
 impl RMSprop {
-    /// An optimizer over `params`, validating the hyper-parameters as PyTorch does.
+    /// An optimizer over `params` (one group), validating the hyper-parameters as
+    /// PyTorch does.
     pub fn new(params: Vec<Tensor>, config: RMSpropConfig) -> Result<RMSprop, OptimError> {
-        validate(&config)?;
-        let params = Params::new(params)?;
+        RMSprop::with_groups(vec![ParamGroup::new(params, config)])
+    }
+
+    /// An optimizer over parameter groups, each with its own hyper-parameters; fails when
+    /// no group has a parameter, a hyper-parameter is invalid, or a parameter is given
+    /// twice.
+    pub fn with_groups(groups: Vec<ParamGroup<RMSpropConfig>>) -> Result<RMSprop, OptimError> {
+        let params = Params::new(groups)?;
         Ok(RMSprop {
             square_avg: params.empty_buffer(),
             momentum_buffer: params.empty_buffer(),
             grad_avg: params.empty_buffer(),
             params,
-            config,
         })
     }
 
-    /// The hyper-parameters in use.
+    /// The hyper-parameters of group 0.
     pub fn config(&self) -> &RMSpropConfig {
-        &self.config
+        &self.params.configs[0]
+    }
+
+    /// The hyper-parameters of every group, in group order.
+    pub fn group_configs(&self) -> &[RMSpropConfig] {
+        &self.params.configs
     }
 }
 
@@ -90,16 +101,60 @@ fn validate(c: &RMSpropConfig) -> Result<(), OptimError> {
     non_negative("alpha value", c.alpha)
 }
 
-fn buffer_names(c: &RMSpropConfig) -> Vec<&'static str> {
-    let mut names = vec![SQUARE_AVG];
-    if c.momentum > 0.0 {
-        names.push(MOMENTUM_BUFFER);
+impl GroupConfig for RMSpropConfig {
+    const KIND: &'static str = KIND;
+
+    fn lr(&self) -> f64 {
+        self.lr
     }
-    if c.centered {
-        names.push(GRAD_AVG);
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
     }
-    names
+
+    fn momentum(&self) -> Option<f64> {
+        Some(self.momentum)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) {
+        self.momentum = momentum;
+    }
+
+    fn validate(&self) -> Result<(), OptimError> {
+        validate(self)
+    }
+
+    fn wrap(self) -> OptimizerConfig {
+        OptimizerConfig::RMSprop(self)
+    }
+
+    fn unwrap(config: &OptimizerConfig) -> Option<Self> {
+        match config {
+            OptimizerConfig::RMSprop(c) => Some(*c),
+            _ => None,
+        }
+    }
 }
+
+/// The buffers, in the order of the struct's fields. The optional ones start as zeros
+/// whenever missing, so a group may switch momentum or centring on mid-run.
+const BUFFERS: [BufferSpec<RMSpropConfig>; 3] = [
+    BufferSpec {
+        name: SQUARE_AVG,
+        used: |_| true,
+        lazy: false,
+    },
+    BufferSpec {
+        name: MOMENTUM_BUFFER,
+        used: |c| c.momentum > 0.0,
+        lazy: true,
+    },
+    BufferSpec {
+        name: GRAD_AVG,
+        used: |c| c.centered,
+        lazy: true,
+    },
+];
 
 /// A buffer's entry for a parameter, created as zeros when `used`; empty otherwise.
 fn entry(buffer: &mut Buffer, i: usize, n: usize, used: bool) -> &mut [f32] {
@@ -115,26 +170,23 @@ impl Optimizer for RMSprop {
         KIND
     }
 
-    fn params(&self) -> &[Tensor] {
-        &self.params.tensors
-    }
+    group_access!(params);
 
     /// Mirrors `_single_tensor_rmsprop`; `mul_add` where PyTorch's kernels fuse.
     fn step(&mut self) {
-        let c = self.config;
-        let (alpha, one_minus_alpha) = (c.alpha as f32, (1.0 - c.alpha) as f32);
-        let (wd, eps, mu, neg_lr) = (
-            c.weight_decay as f32,
-            c.eps as f32,
-            c.momentum as f32,
-            -c.lr as f32,
-        );
         let (sq_buf, mom_buf, avg_buf) = (
             &mut self.square_avg,
             &mut self.momentum_buffer,
             &mut self.grad_avg,
         );
-        self.params.update(|i, _, theta, grad| {
+        self.params.update(|i, c, _, theta, grad| {
+            let (alpha, one_minus_alpha) = (c.alpha as f32, (1.0 - c.alpha) as f32);
+            let (wd, eps, mu, neg_lr) = (
+                c.weight_decay as f32,
+                c.eps as f32,
+                c.momentum as f32,
+                -c.lr as f32,
+            );
             let n = grad.len();
             let sq = entry(sq_buf, i, n, true);
             let mom = entry(mom_buf, i, n, c.momentum > 0.0);
@@ -163,37 +215,18 @@ impl Optimizer for RMSprop {
         });
     }
 
-    fn lr(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.config.lr = lr;
-    }
-
     fn state(&self) -> OptimizerState {
-        let buffers: Vec<_> = buffer_names(&self.config)
-            .into_iter()
-            .map(|name| match name {
-                SQUARE_AVG => (name, &self.square_avg),
-                MOMENTUM_BUFFER => (name, &self.momentum_buffer),
-                _ => (name, &self.grad_avg),
-            })
-            .collect();
-        self.params
-            .export(KIND, OptimizerConfig::RMSprop(self.config), &buffers)
+        self.params.export(
+            &BUFFERS,
+            &[&self.square_avg, &self.momentum_buffer, &self.grad_avg],
+        )
     }
 
     fn load_state(&mut self, state: &OptimizerState) -> Result<(), OptimError> {
-        let OptimizerConfig::RMSprop(config) = &state.config else {
-            return Err(kind_mismatch(KIND, state));
-        };
-        validate(config)?;
-        self.params.load(KIND, state, &buffer_names(config))?;
+        self.params.load(state, &BUFFERS)?;
         self.square_avg = self.params.take(state, SQUARE_AVG);
         self.momentum_buffer = self.params.take(state, MOMENTUM_BUFFER);
         self.grad_avg = self.params.take(state, GRAD_AVG);
-        self.config = *config;
         Ok(())
     }
 }

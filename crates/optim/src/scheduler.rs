@@ -1,61 +1,188 @@
-//! Learning-rate schedulers (`torch.optim.lr_scheduler`): StepLR, ExponentialLR,
-//! CosineAnnealingLR and LinearLR.
+//! Learning-rate schedulers (`torch.optim.lr_scheduler`): the [`LrScheduler`] trait and
+//! StepLR, ExponentialLR, CosineAnnealingLR and LinearLR. SequentialLR, OneCycleLR,
+//! LambdaLR and ReduceLROnPlateau live in their own files.
 //!
-//! Like PyTorch's, they are chainable: each step computes the next learning rate from
-//! the optimizer's current one, so schedulers compose and a manual `set_lr` between
-//! steps carries on. Learning rates are f64 throughout. A scheduler holds no handle to
-//! its optimizer, only its progress, so it serialises with serde as it is and resumes
-//! by deserialising next to the optimizer's own state.
+//! Like PyTorch's, they are chainable: each step computes every parameter group's next
+//! learning rate from that group's current one, so schedulers compose and a manual
+//! `set_group_lr` between steps carries on. Learning rates are f64 throughout. A
+//! scheduler holds no handle to its optimizer, only its progress; it exports a
+//! [`SchedulerState`] (serde) and restores from one.
 
 use std::f64::consts::PI;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::invalid;
-use crate::{OptimError, Optimizer};
+use crate::{OptimError, Optimizer, SchedulerState};
 
-/// Adjusts an optimizer's learning rate once per epoch (or per iteration), after the
-/// optimizer's `step`.
+/// Adjusts an optimizer's learning rates once per epoch (or per iteration), after the
+/// optimizer's `step`. Every scheduler scales each parameter group from its own base lr.
+///
+/// # Panics
+/// The methods that take the optimizer panic if it has a different number of groups than
+/// the one the scheduler was built on (the scheduler belongs to another optimizer).
 pub trait LrScheduler {
-    /// Moves to the next epoch: computes its learning rate and sets it on `optimizer`.
+    /// Moves to the next epoch: computes each group's learning rate and sets it on
+    /// `optimizer`.
     fn step(&mut self, optimizer: &mut dyn Optimizer);
 
-    /// The learning rate set by the latest step (or by the constructor).
-    fn last_lr(&self) -> f64;
+    /// Goes back to epoch 0 and sets its learning rates computed from the base lrs
+    /// (PyTorch's `scheduler.step(0)`, closed form): what [`crate::SequentialLr`] does to
+    /// the next scheduler at each milestone.
+    fn restart(&mut self, optimizer: &mut dyn Optimizer);
+
+    /// Every group's learning rate as set by the latest step (or by the constructor).
+    fn last_lrs(&self) -> &[f64];
+
+    /// Group 0's learning rate as set by the latest step (or by the constructor).
+    fn last_lr(&self) -> f64 {
+        self.last_lrs()[0]
+    }
 
     /// The number of steps taken so far (PyTorch's `last_epoch`, which starts at 0).
     fn last_epoch(&self) -> u64;
+
+    /// The scheduler's progress (and its hyper-parameters), to save in a checkpoint.
+    fn state(&self) -> SchedulerState;
+
+    /// Restores a state exported by [`LrScheduler::state`] from a scheduler of the same
+    /// kind (and, for [`crate::SequentialLr`], the same sequence of kinds). Nothing
+    /// changes when it fails.
+    fn load_state(&mut self, state: &SchedulerState) -> Result<(), OptimError>;
 }
 
-/// What every scheduler tracks: the learning rate it started from, its step count and
-/// the learning rate it set last.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
-struct Progress {
-    base_lr: f64,
-    last_epoch: u64,
-    last_lr: f64,
+/// What every scheduler tracks: each group's base learning rate (PyTorch's
+/// `initial_lr`), its step count and the learning rates it set last.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub(crate) struct Progress {
+    pub(crate) base_lrs: Vec<f64>,
+    pub(crate) last_epoch: u64,
+    pub(crate) last_lrs: Vec<f64>,
+}
+
+/// Every group's `initial_lr`, first setting it to the current lr where it is unset
+/// (PyTorch's `group.setdefault("initial_lr", group["lr"])`).
+pub(crate) fn initial_lrs(optimizer: &mut dyn Optimizer) -> Vec<f64> {
+    (0..optimizer.num_groups())
+        .map(|g| match optimizer.group_initial_lr(g) {
+            Some(lr) => lr,
+            None => {
+                let lr = optimizer.group_lr(g);
+                optimizer.set_group_initial_lr(g, lr);
+                lr
+            }
+        })
+        .collect()
+}
+
+/// Sets `lrs` on the groups, checking that the optimizer is the scheduler's.
+#[track_caller]
+pub(crate) fn set_lrs(optimizer: &mut dyn Optimizer, lrs: &[f64]) {
+    assert_eq!(
+        optimizer.num_groups(),
+        lrs.len(),
+        "the scheduler was built on an optimizer with {} parameter groups, this one has {}",
+        lrs.len(),
+        optimizer.num_groups()
+    );
+    for (g, &lr) in lrs.iter().enumerate() {
+        optimizer.set_group_lr(g, lr);
+    }
 }
 
 impl Progress {
-    /// Takes the optimizer's learning rate as the base and sets `initial(base_lr)`,
-    /// as PyTorch's constructors do with their first, implicit step.
-    fn start(optimizer: &mut dyn Optimizer, initial: impl FnOnce(f64) -> f64) -> Progress {
-        let base_lr = optimizer.lr();
-        let last_lr = initial(base_lr);
-        optimizer.set_lr(last_lr);
+    /// Takes the groups' `initial_lr`s as the base lrs and sets `initial(current_lr)` on
+    /// each group, as PyTorch's constructors do with their first, implicit step.
+    pub(crate) fn start(optimizer: &mut dyn Optimizer, initial: impl Fn(f64) -> f64) -> Progress {
+        let base_lrs = initial_lrs(optimizer);
+        let last_lrs: Vec<f64> = optimizer.lrs().into_iter().map(initial).collect();
+        set_lrs(optimizer, &last_lrs);
         Progress {
-            base_lr,
+            base_lrs,
             last_epoch: 0,
-            last_lr,
+            last_lrs,
         }
     }
 
-    /// Counts a step and sets `next(epoch, current_lr)` on the optimizer.
-    fn advance(&mut self, optimizer: &mut dyn Optimizer, next: impl FnOnce(u64, f64) -> f64) {
-        self.last_epoch += 1;
-        self.last_lr = next(self.last_epoch, optimizer.lr());
-        optimizer.set_lr(self.last_lr);
+    /// Counts a step and sets `next(epoch, current_lr, base_lr)` on every group.
+    #[track_caller]
+    pub(crate) fn advance(
+        &mut self,
+        optimizer: &mut dyn Optimizer,
+        next: impl FnMut(u64, f64, f64) -> f64,
+    ) {
+        self.set(optimizer, self.last_epoch + 1, next);
     }
+
+    /// Moves to `epoch` and sets `lr(epoch, current_lr, base_lr)` on every group.
+    #[track_caller]
+    pub(crate) fn set(
+        &mut self,
+        optimizer: &mut dyn Optimizer,
+        epoch: u64,
+        mut lr: impl FnMut(u64, f64, f64) -> f64,
+    ) {
+        let current = optimizer.lrs();
+        assert_eq!(
+            current.len(),
+            self.base_lrs.len(),
+            "the scheduler was built on an optimizer with {} parameter groups, this one has {}",
+            self.base_lrs.len(),
+            current.len()
+        );
+        self.last_epoch = epoch;
+        self.last_lrs = current
+            .iter()
+            .zip(&self.base_lrs)
+            .map(|(&lr_now, &base)| lr(epoch, lr_now, base))
+            .collect();
+        set_lrs(optimizer, &self.last_lrs);
+    }
+}
+
+/// Implements the [`LrScheduler`] methods every plain-data scheduler shares, given its
+/// variant of [`SchedulerState`]; the type provides `advance` and `closed_form`.
+macro_rules! plain_scheduler {
+    ($ty:ident) => {
+        impl LrScheduler for $ty {
+            #[track_caller]
+            fn step(&mut self, optimizer: &mut dyn Optimizer) {
+                self.advance(optimizer);
+            }
+
+            #[track_caller]
+            fn restart(&mut self, optimizer: &mut dyn Optimizer) {
+                let this = self.clone();
+                self.progress
+                    .set(optimizer, 0, |epoch, _, base| this.closed_form(epoch, base));
+            }
+
+            fn last_lrs(&self) -> &[f64] {
+                &self.progress.last_lrs
+            }
+
+            fn last_epoch(&self) -> u64 {
+                self.progress.last_epoch
+            }
+
+            fn state(&self) -> SchedulerState {
+                SchedulerState::$ty(self.clone())
+            }
+
+            fn load_state(&mut self, state: &SchedulerState) -> Result<(), OptimError> {
+                match state {
+                    SchedulerState::$ty(s) => {
+                        *self = s.clone();
+                        Ok(())
+                    }
+                    other => Err(crate::scheduler_state::kind_mismatch(
+                        stringify!($ty),
+                        other,
+                    )),
+                }
+            }
+        }
+    };
 }
 
 /// `StepLR`: multiplies the learning rate by `gamma` every `step_size` epochs,
@@ -70,7 +197,7 @@ pub struct StepLr {
 }
 
 impl StepLr {
-    /// Starts from the optimizer's current learning rate; `step_size` must be positive.
+    /// Starts from the optimizer's learning rates; `step_size` must be positive.
     pub fn new(
         optimizer: &mut dyn Optimizer,
         step_size: u64,
@@ -85,12 +212,10 @@ impl StepLr {
             progress: Progress::start(optimizer, |lr| lr),
         })
     }
-}
 
-impl LrScheduler for StepLr {
-    fn step(&mut self, optimizer: &mut dyn Optimizer) {
+    fn advance(&mut self, optimizer: &mut dyn Optimizer) {
         let (step_size, gamma) = (self.step_size, self.gamma);
-        self.progress.advance(optimizer, |epoch, lr| {
+        self.progress.advance(optimizer, |epoch, lr, _| {
             if epoch % step_size == 0 {
                 lr * gamma
             } else {
@@ -99,14 +224,11 @@ impl LrScheduler for StepLr {
         });
     }
 
-    fn last_lr(&self) -> f64 {
-        self.progress.last_lr
-    }
-
-    fn last_epoch(&self) -> u64 {
-        self.progress.last_epoch
+    fn closed_form(&self, epoch: u64, base: f64) -> f64 {
+        base * self.gamma.powf((epoch / self.step_size) as f64)
     }
 }
+plain_scheduler!(StepLr);
 
 /// `ExponentialLR`: multiplies the learning rate by `gamma` every epoch, η_t = η₀·γᵗ.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -117,29 +239,24 @@ pub struct ExponentialLr {
 }
 
 impl ExponentialLr {
-    /// Starts from the optimizer's current learning rate.
+    /// Starts from the optimizer's learning rates.
     pub fn new(optimizer: &mut dyn Optimizer, gamma: f64) -> ExponentialLr {
         ExponentialLr {
             gamma,
             progress: Progress::start(optimizer, |lr| lr),
         }
     }
-}
 
-impl LrScheduler for ExponentialLr {
-    fn step(&mut self, optimizer: &mut dyn Optimizer) {
+    fn advance(&mut self, optimizer: &mut dyn Optimizer) {
         let gamma = self.gamma;
-        self.progress.advance(optimizer, |_, lr| lr * gamma);
+        self.progress.advance(optimizer, |_, lr, _| lr * gamma);
     }
 
-    fn last_lr(&self) -> f64 {
-        self.progress.last_lr
-    }
-
-    fn last_epoch(&self) -> u64 {
-        self.progress.last_epoch
+    fn closed_form(&self, epoch: u64, base: f64) -> f64 {
+        base * self.gamma.powf(epoch as f64)
     }
 }
+plain_scheduler!(ExponentialLr);
 
 /// `CosineAnnealingLR`: follows η_t = η_min + ½(η₀ − η_min)(1 + cos(πt/T_max)).
 ///
@@ -158,7 +275,7 @@ pub struct CosineAnnealingLr {
 }
 
 impl CosineAnnealingLr {
-    /// Starts from the optimizer's current learning rate; `t_max` must be positive.
+    /// Starts from the optimizer's learning rates; `t_max` must be positive.
     pub fn new(
         optimizer: &mut dyn Optimizer,
         t_max: u64,
@@ -173,13 +290,11 @@ impl CosineAnnealingLr {
             progress: Progress::start(optimizer, |lr| lr),
         })
     }
-}
 
-impl LrScheduler for CosineAnnealingLr {
-    fn step(&mut self, optimizer: &mut dyn Optimizer) {
-        let (t_max, eta_min, base_lr) = (self.t_max, self.eta_min, self.progress.base_lr);
+    fn advance(&mut self, optimizer: &mut dyn Optimizer) {
+        let (t_max, eta_min) = (self.t_max, self.eta_min);
         let t = t_max as f64;
-        self.progress.advance(optimizer, |epoch, lr| {
+        self.progress.advance(optimizer, |epoch, lr, base_lr| {
             let restart = (epoch as i128 - 1 - t_max as i128).rem_euclid(2 * t_max as i128) == 0;
             if restart {
                 lr + (base_lr - eta_min) * (1.0 - (PI / t).cos()) / 2.0
@@ -191,20 +306,18 @@ impl LrScheduler for CosineAnnealingLr {
         });
     }
 
-    fn last_lr(&self) -> f64 {
-        self.progress.last_lr
-    }
-
-    fn last_epoch(&self) -> u64 {
-        self.progress.last_epoch
+    fn closed_form(&self, epoch: u64, base: f64) -> f64 {
+        let phase = PI * epoch as f64 / self.t_max as f64;
+        self.eta_min + (base - self.eta_min) * (1.0 + phase.cos()) / 2.0
     }
 }
+plain_scheduler!(CosineAnnealingLr);
 
 /// `LinearLR`: scales the base learning rate by a factor moving linearly from
 /// `start_factor` to `end_factor` over `total_iters` steps, then holds it; with
 /// `start_factor` < 1 this is a warm-up.
 ///
-/// The construction sets η₀·start_factor; each later step t ≤ total_iters multiplies the
+/// The construction sets η·start_factor; each later step t ≤ total_iters multiplies the
 /// current rate by 1 + (e − s) / (N·s + (t − 1)(e − s)), PyTorch's recursive form.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct LinearLr {
@@ -218,8 +331,8 @@ pub struct LinearLr {
 }
 
 impl LinearLr {
-    /// Starts from the optimizer's current learning rate and multiplies it by
-    /// `start_factor` at once; the factors are validated as in PyTorch.
+    /// Starts from the optimizer's learning rates and multiplies them by `start_factor`
+    /// at once; the factors are validated as in PyTorch.
     pub fn new(
         optimizer: &mut dyn Optimizer,
         start_factor: f64,
@@ -244,12 +357,10 @@ impl LinearLr {
             progress: Progress::start(optimizer, |lr| lr * start_factor),
         })
     }
-}
 
-impl LrScheduler for LinearLr {
-    fn step(&mut self, optimizer: &mut dyn Optimizer) {
+    fn advance(&mut self, optimizer: &mut dyn Optimizer) {
         let (start, end, total) = (self.start_factor, self.end_factor, self.total_iters);
-        self.progress.advance(optimizer, |epoch, lr| {
+        self.progress.advance(optimizer, |epoch, lr, _| {
             if epoch > total {
                 return lr;
             }
@@ -258,11 +369,16 @@ impl LrScheduler for LinearLr {
         });
     }
 
-    fn last_lr(&self) -> f64 {
-        self.progress.last_lr
-    }
-
-    fn last_epoch(&self) -> u64 {
-        self.progress.last_epoch
+    fn closed_form(&self, epoch: u64, base: f64) -> f64 {
+        let (start, end) = (self.start_factor, self.end_factor);
+        let done = if self.total_iters == 0 {
+            // No ramp: the start factor at epoch 0, as the constructor sets (PyTorch
+            // divides by zero here).
+            0.0
+        } else {
+            epoch.min(self.total_iters) as f64 / self.total_iters as f64
+        };
+        base * (start + (end - start) * done)
     }
 }
+plain_scheduler!(LinearLr);

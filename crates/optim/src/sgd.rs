@@ -5,8 +5,9 @@ use serde::{Deserialize, Serialize};
 use tapegrad_autograd::Tensor;
 
 use crate::error::{invalid, non_negative, OptimError};
-use crate::state::{kind_mismatch, Buffer, Params};
-use crate::{Optimizer, OptimizerConfig, OptimizerState};
+use crate::group::{group_access, GroupConfig};
+use crate::state::{Buffer, BufferSpec, Params};
+use crate::{Optimizer, OptimizerConfig, OptimizerState, ParamGroup};
 
 pub(crate) const KIND: &str = "SGD";
 const MOMENTUM_BUFFER: &str = "momentum_buffer";
@@ -49,27 +50,36 @@ impl Default for SgdConfig {
 ///
 /// The first momentum buffer is the gradient itself, undampened, as in PyTorch.
 pub struct Sgd {
-    params: Params,
-    config: SgdConfig,
+    params: Params<SgdConfig>,
     momentum_buffer: Buffer,
 }
 
 impl Sgd {
-    /// An optimizer over `params`, validating the hyper-parameters as PyTorch does.
+    /// An optimizer over `params` (one group), validating the hyper-parameters as
+    /// PyTorch does.
     pub fn new(params: Vec<Tensor>, config: SgdConfig) -> Result<Sgd, OptimError> {
-        validate(&config)?;
-        let params = Params::new(params)?;
-        let momentum_buffer = params.empty_buffer();
+        Sgd::with_groups(vec![ParamGroup::new(params, config)])
+    }
+
+    /// An optimizer over parameter groups, each with its own hyper-parameters; fails when
+    /// no group has a parameter, a hyper-parameter is invalid, or a parameter is given
+    /// twice.
+    pub fn with_groups(groups: Vec<ParamGroup<SgdConfig>>) -> Result<Sgd, OptimError> {
+        let params = Params::new(groups)?;
         Ok(Sgd {
+            momentum_buffer: params.empty_buffer(),
             params,
-            config,
-            momentum_buffer,
         })
     }
 
-    /// The hyper-parameters in use.
+    /// The hyper-parameters of group 0.
     pub fn config(&self) -> &SgdConfig {
-        &self.config
+        &self.params.configs[0]
+    }
+
+    /// The hyper-parameters of every group, in group order.
+    pub fn group_configs(&self) -> &[SgdConfig] {
+        &self.params.configs
     }
 }
 
@@ -87,32 +97,64 @@ fn validate(config: &SgdConfig) -> Result<(), OptimError> {
     Ok(())
 }
 
-fn buffer_names(config: &SgdConfig) -> &'static [&'static str] {
-    if config.momentum != 0.0 {
-        &[MOMENTUM_BUFFER]
-    } else {
-        &[]
+impl GroupConfig for SgdConfig {
+    const KIND: &'static str = KIND;
+
+    fn lr(&self) -> f64 {
+        self.lr
+    }
+
+    fn set_lr(&mut self, lr: f64) {
+        self.lr = lr;
+    }
+
+    fn momentum(&self) -> Option<f64> {
+        Some(self.momentum)
+    }
+
+    fn set_momentum(&mut self, momentum: f64) {
+        self.momentum = momentum;
+    }
+
+    fn validate(&self) -> Result<(), OptimError> {
+        validate(self)
+    }
+
+    fn wrap(self) -> OptimizerConfig {
+        OptimizerConfig::Sgd(self)
+    }
+
+    fn unwrap(config: &OptimizerConfig) -> Option<Self> {
+        match config {
+            OptimizerConfig::Sgd(c) => Some(*c),
+            _ => None,
+        }
     }
 }
+
+/// The momentum buffer, kept by groups with momentum. A missing entry is the first step's
+/// (the buffer starts as the gradient), so a group may gain momentum mid-run.
+const BUFFERS: [BufferSpec<SgdConfig>; 1] = [BufferSpec {
+    name: MOMENTUM_BUFFER,
+    used: |c| c.momentum != 0.0,
+    lazy: true,
+}];
 
 impl Optimizer for Sgd {
     fn kind(&self) -> &'static str {
         KIND
     }
 
-    fn params(&self) -> &[Tensor] {
-        &self.params.tensors
-    }
+    group_access!(params);
 
     /// Mirrors `_single_tensor_sgd`: scalars are rounded to f32 once, and each
     /// `add(x, alpha=a)` is one fused multiply-add, as PyTorch's CPU kernel does it.
     fn step(&mut self) {
-        let c = self.config;
-        let (wd, mu, nesterov) = (c.weight_decay as f32, c.momentum as f32, c.nesterov);
-        let one_minus_dampening = (1.0 - c.dampening) as f32;
-        let neg_lr = -c.lr as f32;
         let buffers = &mut self.momentum_buffer;
-        self.params.update(|i, _, theta, grad| {
+        self.params.update(|i, c, _, theta, grad| {
+            let (wd, mu, nesterov) = (c.weight_decay as f32, c.momentum as f32, c.nesterov);
+            let one_minus_dampening = (1.0 - c.dampening) as f32;
+            let neg_lr = -c.lr as f32;
             let slot = &mut buffers[i];
             let fresh = slot.is_none();
             // Without momentum there is no buffer, and `buf.get_mut(j)` is always None.
@@ -139,29 +181,13 @@ impl Optimizer for Sgd {
         });
     }
 
-    fn lr(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.config.lr = lr;
-    }
-
     fn state(&self) -> OptimizerState {
-        let names = buffer_names(&self.config);
-        let buffers: Vec<_> = names.iter().map(|n| (*n, &self.momentum_buffer)).collect();
-        self.params
-            .export(KIND, OptimizerConfig::Sgd(self.config), &buffers)
+        self.params.export(&BUFFERS, &[&self.momentum_buffer])
     }
 
     fn load_state(&mut self, state: &OptimizerState) -> Result<(), OptimError> {
-        let OptimizerConfig::Sgd(config) = &state.config else {
-            return Err(kind_mismatch(KIND, state));
-        };
-        validate(config)?;
-        self.params.load(KIND, state, buffer_names(config))?;
+        self.params.load(state, &BUFFERS)?;
         self.momentum_buffer = self.params.take(state, MOMENTUM_BUFFER);
-        self.config = *config;
         Ok(())
     }
 }

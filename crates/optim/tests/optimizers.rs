@@ -188,7 +188,7 @@ fn set_lr_changes_the_next_step() {
     opt.step();
     assert_eq!(p.to_vec(), vec![0.75]);
     assert_eq!(
-        opt.state().config,
+        opt.state().groups[0].config,
         OptimizerConfig::GradientDescent(GradientDescentConfig { lr: 0.25 })
     );
 }

@@ -149,7 +149,7 @@ fn mismatched_states_are_rejected_and_change_nothing() {
         .to_string()
         .contains("exp_avg_sq"));
     let mut ams = good.clone();
-    ams.config = OptimizerConfig::Adam(AdamConfig {
+    ams.groups[0].config = OptimizerConfig::Adam(AdamConfig {
         amsgrad: true,
         ..Default::default()
     });
@@ -159,7 +159,7 @@ fn mismatched_states_are_rejected_and_change_nothing() {
         .to_string()
         .contains("max_exp_avg_sq"));
     let mut bad_lr = good.clone();
-    bad_lr.config = OptimizerConfig::Adam(AdamConfig {
+    bad_lr.groups[0].config = OptimizerConfig::Adam(AdamConfig {
         lr: -1.0,
         ..Default::default()
     });

@@ -1,4 +1,6 @@
 //! Helpers shared by the integration tests: a small least-squares model.
+// Each test binary uses a subset of these helpers.
+#![allow(dead_code)]
 
 use tapegrad_autograd::Tensor;
 use tapegrad_optim::Optimizer;
