@@ -10,6 +10,10 @@
 //! - `peak_fma`: the machine's fp32 FMA peak, a register-only loop of independent
 //!   AVX2 FMAs on every thread ([`PEAK_FLOPS_PER_CALL`] per thread per iteration), so
 //!   GEMM figures can be given as a share of it.
+//! - `w3_gpt_step`: a character GPT (`tapegrad::nn::Gpt`): vocabulary 67, context 64,
+//!   4 layers, 4 heads, width 128, batch 16, dropout 0; AdamW lr 3e-4, weight decay 0.1,
+//!   `clip_grad_norm` 1.0; one step = zero_grad, forward, cross-entropy, backward, clip,
+//!   step (1024 tokens).
 //!
 //! Data is synthetic, seeded and made once outside the timed loop. Set
 //! `TAPEGRAD_THREADS=1` (or 2) to fix the thread count.
@@ -19,8 +23,10 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tapegrad::autograd::set_num_threads;
 use tapegrad::losses::{CrossEntropyLoss, MseLoss};
-use tapegrad::nn::{Linear, Module, Relu, Sequential};
-use tapegrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+use tapegrad::nn::{Gpt, GptConfig, Linear, Module, Relu, Sequential};
+use tapegrad::optim::{
+    clip_grad_norm, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig,
+};
 use tapegrad::Tensor;
 
 fn threads_from_env() {
@@ -169,6 +175,47 @@ fn peak_fma(c: &mut Criterion) {
     }
 }
 
+fn w3_gpt_step(c: &mut Criterion) {
+    let mut rng = StdRng::seed_from_u64(4);
+    let (vocab, context, batch) = (67, 64, 16);
+    let config = GptConfig {
+        vocab_size: vocab,
+        context,
+        n_layer: 4,
+        n_head: 4,
+        n_embd: 128,
+        dropout: 0.0,
+    };
+    let model = Gpt::new_with_rng(config, &mut rng).unwrap();
+    let ids: Vec<usize> = (0..batch * context)
+        .map(|_| rng.random_range(0..vocab))
+        .collect();
+    let targets: Vec<i64> = (0..batch * context)
+        .map(|_| rng.random_range(0..vocab as i64))
+        .collect();
+    let params = model.parameters();
+    let criterion = CrossEntropyLoss::new();
+    let mut optimizer = AdamW::new(
+        params.clone(),
+        AdamWConfig {
+            lr: 3e-4,
+            weight_decay: 0.1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    c.bench_function("w3_gpt_step", |b| {
+        b.iter(|| {
+            optimizer.zero_grad();
+            let logits = model.try_forward_ids(&ids, batch, context).unwrap();
+            let loss = criterion.forward(&logits.reshape(&[batch * context, vocab]), &targets);
+            loss.backward();
+            clip_grad_norm(&params, 1.0, 2.0);
+            optimizer.step();
+        })
+    });
+}
+
 fn configure(c: &mut Criterion) {
     threads_from_env();
     w1_seed_step(c);
@@ -176,6 +223,7 @@ fn configure(c: &mut Criterion) {
     gemm(c);
     optimizer_step(c);
     peak_fma(c);
+    w3_gpt_step(c);
 }
 
 criterion_group!(benches, configure);

@@ -18,7 +18,9 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-WORKLOADS = ["w1_seed_step", "w2_mlp_adam_step", "gemm_256", "gemm_1024", "optimizer_step"]
+WORKLOADS = ["w1_seed_step", "w2_mlp_adam_step", "gemm_256", "gemm_1024", "optimizer_step", "w3_gpt_step"]
+# Workloads also reported in tokens per second: tokens per step.
+TOKENS = {"w3_gpt_step": 16 * 64}
 GEMM_N = {"gemm_256": 256, "gemm_1024": 1024}
 # PEAK_FLOPS_PER_CALL in benches/workloads.rs: 2M iterations x 12 chains x 8 lanes x 2.
 PEAK_FLOPS_PER_THREAD = 2_000_000 * 12 * 8 * 2
@@ -86,6 +88,8 @@ def main():
                 cells = [f"{c} ({flops / (us * 1e3):.0f} GFLOP/s)" for c, us in zip(cells, (a, b))]
                 if t in peak:
                     cells[0] += f", {100 * flops / (a * 1e3) / peak[t]:.0f}% of peak"
+            if w in TOKENS:
+                cells = [f"{c} ({TOKENS[w] / (us * 1e-6):.0f} tokens/s)" for c, us in zip(cells, (a, b))]
             print(f"| {w} | {t} | {cells[0]} | {cells[1]} | {b / a:.2f}x |")
 
 

@@ -9,6 +9,10 @@ Workloads:
                     CrossEntropyLoss on int labels, Adam lr 1e-3, batch 128, one full step
   gemm_256, gemm_1024  square f32 matmul (also reports GFLOP/s)
   optimizer_step    Adam step on one 1M-element parameter with a fixed grad
+  w3_gpt_step       character GPT (tools/reference/gpt_interop.py's model): vocab 67, context 64,
+                    4 layers, 4 heads, width 128, batch 16, dropout 0; AdamW lr 3e-4 wd 0.1,
+                    clip_grad_norm 1.0; one step = zero_grad, forward, cross-entropy, backward,
+                    clip, step (also reports tokens/s)
 Prints:  workload=<id> threads=<t> time_us=<median> [gflops=<x>]
 """
 import argparse
@@ -16,8 +20,14 @@ import json
 import statistics
 import time
 
+import os
+import sys
+
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "reference"))
 
 
 def median_us(fn, warmup, reps):
@@ -69,12 +79,34 @@ def optimizer_step():
     return opt.step, 10, 200
 
 
+GPT_BATCH, GPT_CONTEXT = 16, 64
+
+
+def w3_gpt_step():
+    from gpt_interop import Gpt
+
+    config = dict(vocab_size=67, context=GPT_CONTEXT, n_layer=4, n_head=4, n_embd=128, dropout=0.0)
+    model = Gpt(config)
+    x = torch.randint(0, 67, (GPT_BATCH, GPT_CONTEXT))
+    y = torch.randint(0, 67, (GPT_BATCH, GPT_CONTEXT))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.1)
+
+    def step():
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x).view(-1, 67), y.view(-1))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    return step, 5, 30
+
+
 WORKLOADS = [
     ("w1_seed_step", w1_seed_step, None),
     ("w2_mlp_adam_step", w2_mlp_adam_step, None),
     ("gemm_256", gemm(256), 256),
     ("gemm_1024", gemm(1024), 1024),
     ("optimizer_step", optimizer_step, None),
+    ("w3_gpt_step", w3_gpt_step, None),
 ]
 
 
@@ -94,6 +126,9 @@ def main():
             if gemm_n:
                 rec["gflops"] = round(2 * gemm_n**3 / (us * 1e-6) / 1e9, 2)
                 line += f" gflops={rec['gflops']:.1f}"
+            if name == "w3_gpt_step":
+                rec["tokens_per_s"] = round(GPT_BATCH * GPT_CONTEXT / (us * 1e-6), 1)
+                line += f" tokens_per_s={rec['tokens_per_s']:.0f}"
             print(line, flush=True)
             results.append(rec)
     if args.json:

@@ -15,6 +15,7 @@ mod error;
 mod loader;
 mod sampler;
 mod source;
+mod text;
 
 pub use csv::{read_csv, Table};
 pub use dataset::{train_test_split, Standardizer, TensorDataset};
@@ -22,3 +23,4 @@ pub use error::DataError;
 pub use loader::{Batch, DataLoader, Epoch, LoaderState};
 pub use sampler::DistributedSampler;
 pub use source::Dataset;
+pub use text::{split_tail, CharVocab, TokenBatch, TokenWindows};
