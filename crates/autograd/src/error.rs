@@ -71,6 +71,7 @@ pub enum TensorError {
         op: &'static str,
         /// Elements asked for.
         elements: usize,
+    },
     /// An error inside a module, with which module and the caller's line, e.g.
     /// `src/main.rs:9:17: Sequential[2] (Linear 10 → 5): linear: ...`.
     InModule {

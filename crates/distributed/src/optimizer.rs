@@ -316,12 +316,36 @@ impl<O: Optimizer + ?Sized> Optimizer for DistributedOptimizer<O> {
         self.inner.step();
     }
 
-    fn lr(&self) -> f64 {
-        self.inner.lr()
+    fn num_groups(&self) -> usize {
+        self.inner.num_groups()
     }
 
-    fn set_lr(&mut self, lr: f64) {
-        self.inner.set_lr(lr);
+    fn group_params(&self, group: usize) -> &[Tensor] {
+        self.inner.group_params(group)
+    }
+
+    fn group_lr(&self, group: usize) -> f64 {
+        self.inner.group_lr(group)
+    }
+
+    fn set_group_lr(&mut self, group: usize, lr: f64) {
+        self.inner.set_group_lr(group, lr);
+    }
+
+    fn group_initial_lr(&self, group: usize) -> Option<f64> {
+        self.inner.group_initial_lr(group)
+    }
+
+    fn set_group_initial_lr(&mut self, group: usize, lr: f64) {
+        self.inner.set_group_initial_lr(group, lr);
+    }
+
+    fn group_momentum(&self, group: usize) -> Option<f64> {
+        self.inner.group_momentum(group)
+    }
+
+    fn set_group_momentum(&mut self, group: usize, momentum: f64) -> Result<(), OptimError> {
+        self.inner.set_group_momentum(group, momentum)
     }
 
     fn state(&self) -> OptimizerState {

@@ -149,36 +149,3 @@ impl Checkpoint {
 fn missing(what: &str) -> IoError {
     IoError::Mismatch(vec![format!("the checkpoint holds no {what} state")])
 }
-
-impl SchedulerState {
-    /// The scheduler's kind, e.g. `StepLr` (the variant's name).
-    pub fn kind(&self) -> String {
-        // Derived Debug starts with the variant's name, so this stays right for every
-        // kind without a list to keep up to date.
-        let debug = format!("{self:?}");
-        debug
-            .split(['(', ' ', '{'])
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    }
-}
-
-/// `TryFrom<SchedulerState>` for each scheduler kind, giving the state back when it is
-/// another kind; one name per kind (a kind not listed here has no `restore_scheduler`).
-macro_rules! scheduler_from_state {
-    ($($kind:ident),* $(,)?) => {$(
-        impl TryFrom<SchedulerState> for $kind {
-            type Error = SchedulerState;
-
-            fn try_from(state: SchedulerState) -> Result<Self, SchedulerState> {
-                match state {
-                    SchedulerState::$kind(s) => Ok(s),
-                    other => Err(other),
-                }
-            }
-        }
-    )*};
-}
-
-scheduler_from_state!(StepLr, ExponentialLr, CosineAnnealingLr, LinearLr);

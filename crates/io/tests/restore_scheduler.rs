@@ -52,6 +52,13 @@ fn another_kind_or_none_is_an_error_naming_both() {
     assert_eq!(ckpt.scheduler.as_ref().unwrap().kind(), "StepLr");
     let mut other = ExponentialLr::new(&mut opt, 0.9);
     let err = ckpt.restore_scheduler(&mut other).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, IoError::Mismatch(_))
+            && message.contains("StepLr")
+            && message.contains("ExponentialLr"),
+        "{message}"
+    );
     assert_eq!(
         err,
         IoError::Mismatch(vec![
