@@ -21,6 +21,7 @@ pub use tapegrad_nn::{
 };
 pub use tapegrad_optim::{
     clip_grad_norm, clip_grad_value, Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig,
-    CosineAnnealingLr, ExponentialLr, GradientDescent, GradientDescentConfig, LinearLr,
-    LrScheduler, Optimizer, RMSprop, RMSpropConfig, Sgd, SgdConfig, StepLr,
+    CosineAnnealingLr, ExponentialLr, GradientDescent, GradientDescentConfig, LambdaLr, LinearLr,
+    LrScheduler, OneCycleConfig, OneCycleLr, Optimizer, ParamGroup, RMSprop, RMSpropConfig,
+    ReduceLrOnPlateau, ReduceLrOnPlateauConfig, SequentialLr, Sgd, SgdConfig, StepLr,
 };

@@ -3,7 +3,8 @@
 //! values and restore a run that continues bit-identically.
 
 use tapegrad_autograd::Tensor;
-use tapegrad_io::{format, Checkpoint, SchedulerState, StateDict};
+use tapegrad_io::{format, Checkpoint, SchedulerState};
+use tapegrad_nn::Sequential;
 use tapegrad_optim::{
     AdamW, AdamWConfig, CosineAnnealingLr, LinearLr, LrScheduler, OneCycleConfig, OneCycleLr,
     Optimizer, OptimizerState, ParamGroup, ReduceLrOnPlateau, ReduceLrOnPlateauConfig,
@@ -68,13 +69,12 @@ fn grouped_state_and_sequential_schedule_survive_the_checkpoint_encoding() {
         format::decode(&bytes).unwrap();
     let mut opt2 = adamw(&w2, &b2);
     let mut sched2 = schedule(&mut opt2);
+    let ckpt = Checkpoint::new(&Sequential::new())
+        .with_counters(0, 3)
+        .with_scheduler(sched_state);
     let ckpt = Checkpoint {
-        model: StateDict::default(),
         optimizer: Some(opt_state),
-        scheduler: Some(sched_state),
-        loader: None,
-        epoch: 0,
-        step: 3,
+        ..ckpt
     };
     let ckpt = Checkpoint::from_bytes(&ckpt.to_bytes().unwrap()).unwrap();
     ckpt.restore_optimizer(&mut opt2).unwrap();
