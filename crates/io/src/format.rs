@@ -140,12 +140,12 @@ mod tests {
             Err(IoError::Truncated { .. })
         ));
         let mut newer = bytes.clone();
-        newer[8] = 2;
+        newer[8] = FORMAT_VERSION as u8 + 1;
         assert_eq!(
             decode::<(Vec<f32>, String)>(&newer).unwrap_err(),
             IoError::UnsupportedVersion {
-                found: 2,
-                supported: 1
+                found: FORMAT_VERSION + 1,
+                supported: FORMAT_VERSION
             }
         );
         let mut flipped = bytes.clone();
