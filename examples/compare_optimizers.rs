@@ -288,13 +288,16 @@ fn plot(
             losses().filter(|l| *l > 0.0).fold(f32::INFINITY, f32::min),
             losses().fold(0.0f32, f32::max),
         );
+        // At least one decade: plotters labels a log axis narrower than that with nothing.
+        let hi = max * 1.25;
+        let lo = (min * 0.8).min(hi / 10.0);
         // The loss spans decades (digits: 2.3 down to 0.01): a log axis shows every curve.
         let mut chart = ChartBuilder::on(&area)
             .caption(task.name, ("sans-serif", 20))
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(60)
-            .build_cartesian_2d(0..task.epochs, (min * 0.8..max * 1.25).log_scale())?;
+            .build_cartesian_2d(0..task.epochs, (lo..hi).log_scale())?;
         chart
             .configure_mesh()
             .x_desc("epoch")
@@ -302,6 +305,7 @@ fn plot(
             .bold_line_style(BLACK.mix(0.12))
             .light_line_style(BLACK.mix(0.04))
             .max_light_lines(2)
+            .y_labels(12)
             .y_label_formatter(&|v| format!("{v:.2}"))
             .draw()?;
         let every = (task.epochs / 10).max(1);
@@ -348,7 +352,8 @@ fn plot(
         }
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            // Below the curves: every loss falls from the top left.
+            .position(SeriesLabelPosition::LowerLeft)
             .border_style(BLACK.mix(0.3))
             .background_style(WHITE.mix(0.9))
             .label_font(("sans-serif", 15))
