@@ -16,9 +16,12 @@ pub use tapegrad_losses::{
     BceLoss, BceWithLogitsLoss, CrossEntropyLoss, HuberLoss, L1Loss, MseLoss, NllLoss, SmoothL1Loss,
 };
 pub use tapegrad_nn::{
-    prefixed_parameters, summary, Dropout, Embedding, Gelu, Identity, LayerNorm, LeakyRelu, Linear,
-    Module, Relu, Sequential, Sigmoid, Softmax, Tanh,
+    prefixed_parameters, summary, AdaptiveAvgPool2d, AvgPool2d, BatchNorm1d, BatchNorm2d, Conv1d,
+    Conv2d, ConvTranspose2d, Dropout, Elu, Embedding, Flatten, Gelu, Identity, LayerNorm,
+    LeakyRelu, Linear, MaxPool2d, Module, MultiheadAttention, Relu, Sequential, Sigmoid, Silu,
+    Softmax, Softplus, Tanh, TransformerBlock,
 };
+pub use tapegrad_optim::clip_grad_norm_with;
 pub use tapegrad_optim::{
     clip_grad_norm, clip_grad_value, Adagrad, AdagradConfig, Adam, AdamConfig, AdamW, AdamWConfig,
     CosineAnnealingLr, ExponentialLr, GradientDescent, GradientDescentConfig, LambdaLr, LinearLr,
