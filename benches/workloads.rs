@@ -147,7 +147,9 @@ unsafe fn fma_loop(iters: u64) -> f32 {
         }
     }
     let mut lanes = [0.0f32; 8];
-    let total = acc.iter().fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
+    let total = acc
+        .iter()
+        .fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
     // SAFETY: `lanes` holds 8 floats; the store is unaligned.
     unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), total) };
     lanes.iter().sum()
@@ -157,10 +159,11 @@ unsafe fn fma_loop(iters: u64) -> f32 {
 /// turns its time into GFLOP/s with `PEAK_FLOPS_PER_CALL` per thread.
 fn peak_fma(c: &mut Criterion) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    {
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
         let threads = tapegrad::autograd::num_threads();
-        eprintln!("peak_fma: {PEAK_FLOPS_PER_CALL} flops per thread per iteration, {threads} thread(s)");
+        eprintln!(
+            "peak_fma: {PEAK_FLOPS_PER_CALL} flops per thread per iteration, {threads} thread(s)"
+        );
         // SAFETY: AVX2 and FMA were detected on this CPU just above.
         let run = || unsafe { fma_loop(std::hint::black_box(PEAK_ITERS)) };
         c.bench_function("peak_fma", |b| {

@@ -9,10 +9,12 @@
 //! so results are the same with 1 thread or many.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use crate::pool;
 
 mod blis;
+mod crate_path;
 mod kernels;
 
 /// 0 means "not set": use the machine's available parallelism.
@@ -145,17 +147,51 @@ pub(crate) fn gemm_into(
     } else {
         1
     };
-    blis::gemm(
-        kernels::selected(),
-        m,
-        n,
-        k,
-        a,
-        b,
-        &mut dst[..m * n],
-        accumulate,
-        threads,
-    );
+    let dst = &mut dst[..m * n];
+    match backend() {
+        Backend::Ours(kernel) => blis::gemm(kernel, m, n, k, a, b, dst, accumulate, threads),
+        Backend::Crate => crate_path::gemm(m, n, k, a, b, dst, accumulate, threads),
+    }
+}
+
+/// Which code multiplies the products too large for the small loops.
+#[derive(Clone, Copy)]
+enum Backend {
+    /// Our blocked GEMM with this micro-kernel.
+    Ours(&'static kernels::Kernel),
+    /// The `gemm` crate (see `crate_path`).
+    Crate,
+}
+
+/// The backend, decided once per process: `TAPEGRAD_GEMM_KERNEL=crate` or a kernel
+/// name forces one; otherwise the `gemm` crate on CPUs with AVX-512 (its AVX-512
+/// kernels beat our AVX2 one there; we have no AVX-512 kernel yet) and our own GEMM
+/// with the best kernel this CPU has everywhere else.
+fn backend() -> Backend {
+    static CHOICE: OnceLock<Backend> = OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        let wanted = std::env::var(kernels::KERNEL_ENV).ok();
+        choose_backend(wanted.as_deref(), has_avx512f())
+    })
+}
+
+fn choose_backend(wanted: Option<&str>, avx512: bool) -> Backend {
+    match wanted.map(str::trim) {
+        Some(name) if name.eq_ignore_ascii_case("crate") => Backend::Crate,
+        None | Some("") if avx512 => Backend::Crate,
+        wanted => Backend::Ours(kernels::choose(wanted, &kernels::available())),
+    }
+}
+
+fn has_avx512f() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Products up to this many multiply-adds skip the blocked GEMM: for the tiny matrices
@@ -345,6 +381,34 @@ mod tests {
                 .iter()
                 .zip(&want)
                 .all(|(x, y)| (x - y).abs() <= 1e-3 * y.abs().max(1.0)));
+        }
+    }
+
+    #[test]
+    fn the_backend_follows_the_environment_and_the_cpu() {
+        let ours = |b| match b {
+            Backend::Ours(k) => Some(k.name),
+            Backend::Crate => None,
+        };
+        assert_eq!(ours(choose_backend(Some("crate"), false)), None);
+        assert_eq!(ours(choose_backend(None, true)), None);
+        assert_eq!(ours(choose_backend(Some(""), true)), None);
+        assert_eq!(ours(choose_backend(Some("scalar"), true)), Some("scalar"));
+        let best = kernels::available().last().unwrap().name;
+        assert_eq!(ours(choose_backend(None, false)), Some(best));
+    }
+
+    #[test]
+    fn the_crate_backend_matches_the_triple_loop() {
+        // Both the crate's own threading (both sides ≥ 256) and the rayon split.
+        for (m, n, k, threads) in [(37, 29, 41, 1), (300, 40, 20, 2), (256, 260, 8, 2)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+            let (ar, br) = (MatRef::rows(&a, k), MatRef::transposed(&b, k));
+            let mut out = vec![1.0; m * n];
+            crate_path::gemm(m, n, k, ar, br, &mut out, true, threads);
+            let want = naive(m, n, k, ar, br);
+            assert!(out.iter().zip(&want).all(|(o, w)| *o == w + 1.0));
         }
     }
 

@@ -131,7 +131,15 @@ pub(crate) fn gemm(
                 let pack = |(q, dst): (usize, &mut [f32])| {
                     let first = q * panels_per_part(n_panels, threads);
                     for (t, panel) in dst.chunks_exact_mut(panel_b).enumerate() {
-                        pack_b_panel(b, pc, kc, jc + (first + t) * nr, (jc + nc).min(n), nr, panel);
+                        pack_b_panel(
+                            b,
+                            pc,
+                            kc,
+                            jc + (first + t) * nr,
+                            (jc + nc).min(n),
+                            nr,
+                            panel,
+                        );
                     }
                 };
                 let chunk = panels_per_part(n_panels, threads) * panel_b;
@@ -190,7 +198,15 @@ fn panels_per_part(n_panels: usize, threads: usize) -> usize {
 
 /// Packs rows `i0..min(i0 + mr, rows_end)`, columns `pc..pc + kc` of `a` as
 /// `dst[p·mr + i]`, zero-padding missing rows.
-fn pack_a_panel(a: MatRef, pc: usize, kc: usize, i0: usize, rows_end: usize, mr: usize, dst: &mut [f32]) {
+fn pack_a_panel(
+    a: MatRef,
+    pc: usize,
+    kc: usize,
+    i0: usize,
+    rows_end: usize,
+    mr: usize,
+    dst: &mut [f32],
+) {
     let rows = mr.min(rows_end - i0);
     let dst = &mut dst[..kc * mr];
     if a.row_stride == 1 && rows == mr {
@@ -241,7 +257,15 @@ fn pack_a_panel(a: MatRef, pc: usize, kc: usize, i0: usize, rows_end: usize, mr:
 
 /// Packs rows `pc..pc + kc`, columns `j0..min(j0 + nr, cols_end)` of `b` as
 /// `dst[p·nr + j]`, zero-padding missing columns.
-fn pack_b_panel(b: MatRef, pc: usize, kc: usize, j0: usize, cols_end: usize, nr: usize, dst: &mut [f32]) {
+fn pack_b_panel(
+    b: MatRef,
+    pc: usize,
+    kc: usize,
+    j0: usize,
+    cols_end: usize,
+    nr: usize,
+    dst: &mut [f32],
+) {
     let cols = nr.min(cols_end - j0);
     let dst = &mut dst[..kc * nr];
     if b.col_stride == 1 && cols == nr {
@@ -295,11 +319,12 @@ fn pack_b_panel(b: MatRef, pc: usize, kc: usize, j0: usize, cols_end: usize, nr:
 /// R-group of `dst` per p (a transposing copy with R read streams).
 fn interleave<const R: usize>(src: [&[f32]; R], dst: &mut [f32]) {
     let kc = src[0].len();
-    // Equal lengths, stated so the loop below needs no bounds checks.
-    let src = src.map(|s| &s[..kc]);
+    assert!(src.iter().all(|s| s.len() == kc) && dst.len() >= kc * R);
     for (p, d) in dst[..kc * R].chunks_exact_mut(R).enumerate() {
         for r in 0..R {
-            d[r] = src[r][p];
+            // SAFETY: p < kc (one R-group of dst per p) and every row holds kc floats
+            // (asserted above). Unchecked because LLVM keeps R bounds checks per p.
+            d[r] = unsafe { *src[r].get_unchecked(p) };
         }
     }
 }
@@ -351,11 +376,24 @@ unsafe fn macro_kernel(
             for r in 0..h {
                 for col in 0..w {
                     // SAFETY: (i + r, j + col) with r < h, col < w is inside the block.
-                    tile[r * nr + col] = if accumulate { unsafe { *dst.add(r * ldc + col) } } else { 0.0 };
+                    tile[r * nr + col] = if accumulate {
+                        unsafe { *dst.add(r * ldc + col) }
+                    } else {
+                        0.0
+                    };
                 }
             }
             // SAFETY: `tile` is an mr × nr tile of stride nr (mr·nr ≤ MAX_TILE).
-            unsafe { kernel.run(kc, a_panel.as_ptr(), b_panel.as_ptr(), tile.as_mut_ptr(), nr, accumulate) };
+            unsafe {
+                kernel.run(
+                    kc,
+                    a_panel.as_ptr(),
+                    b_panel.as_ptr(),
+                    tile.as_mut_ptr(),
+                    nr,
+                    accumulate,
+                )
+            };
             for r in 0..h {
                 for col in 0..w {
                     // SAFETY: as above.
@@ -386,7 +424,9 @@ mod tests {
     }
 
     fn values(len: usize, seed: usize) -> Vec<f32> {
-        (0..len).map(|i| (((i * 7 + seed * 13) % 29) as f32 - 14.0) / 8.0).collect()
+        (0..len)
+            .map(|i| (((i * 7 + seed * 13) % 29) as f32 - 14.0) / 8.0)
+            .collect()
     }
 
     /// Every kernel, every layout (plain, transposed, strided with gaps), overwrite and
@@ -399,12 +439,28 @@ mod tests {
                 let a_buf = values((m + 2) * (k + 3) + (k + 2) * (m + 4), 1);
                 let b_buf = values((k + 2) * (n + 5) + (n + 2) * (k + 6), 2);
                 let a = match layout & 1 {
-                    0 => MatRef { data: &a_buf, row_stride: lda, col_stride: 1 },
-                    _ => MatRef { data: &a_buf, row_stride: 1, col_stride: m + 4 },
+                    0 => MatRef {
+                        data: &a_buf,
+                        row_stride: lda,
+                        col_stride: 1,
+                    },
+                    _ => MatRef {
+                        data: &a_buf,
+                        row_stride: 1,
+                        col_stride: m + 4,
+                    },
                 };
                 let b = match layout >> 1 {
-                    0 => MatRef { data: &b_buf, row_stride: ldb, col_stride: 1 },
-                    _ => MatRef { data: &b_buf, row_stride: 1, col_stride: k + 6 },
+                    0 => MatRef {
+                        data: &b_buf,
+                        row_stride: ldb,
+                        col_stride: 1,
+                    },
+                    _ => MatRef {
+                        data: &b_buf,
+                        row_stride: 1,
+                        col_stride: k + 6,
+                    },
                 };
                 for accumulate in [false, true] {
                     let c0 = values(m * n, 3);
@@ -428,7 +484,11 @@ mod tests {
                         let bits: Vec<u32> = c.iter().map(|v| v.to_bits()).collect();
                         match &first {
                             None => first = Some(bits),
-                            Some(f) => assert!(*f == bits, "{}: thread count changed the bits", kernel.name),
+                            Some(f) => assert!(
+                                *f == bits,
+                                "{}: thread count changed the bits",
+                                kernel.name
+                            ),
                         }
                     }
                 }
@@ -469,7 +529,13 @@ mod tests {
             let mut c = vec![0.0; m * n];
             gemm(kernel, m, n, k, a, b, &mut c, false, 2);
             let want = reference(m, n, k, a, b, &vec![0.0; m * n]);
-            assert!(c.iter().zip(&want).all(|(&g, &w)| (g as f64 - w).abs() < 1e-4), "{}", kernel.name);
+            assert!(
+                c.iter()
+                    .zip(&want)
+                    .all(|(&g, &w)| (g as f64 - w).abs() < 1e-4),
+                "{}",
+                kernel.name
+            );
         }
     }
 
@@ -478,14 +544,34 @@ mod tests {
         let kernel = available()[0];
         let (a, b) = (values(40 * 30, 1), values(30 * 50, 2));
         let mut c = vec![0.0; 40 * 50];
-        gemm(kernel, 40, 50, 30, MatRef::rows(&a, 30), MatRef::rows(&b, 50), &mut c, false, 1);
+        gemm(
+            kernel,
+            40,
+            50,
+            30,
+            MatRef::rows(&a, 30),
+            MatRef::rows(&b, 50),
+            &mut c,
+            false,
+            1,
+        );
         let ptr = PACK_B.with(|s| {
             let v = s.take();
             let p = v.as_ptr();
             s.set(v);
             p
         });
-        gemm(kernel, 40, 50, 30, MatRef::rows(&a, 30), MatRef::rows(&b, 50), &mut c, false, 1);
+        gemm(
+            kernel,
+            40,
+            50,
+            30,
+            MatRef::rows(&a, 30),
+            MatRef::rows(&b, 50),
+            &mut c,
+            false,
+            1,
+        );
         let again = PACK_B.with(|s| {
             let v = s.take();
             let p = v.as_ptr();

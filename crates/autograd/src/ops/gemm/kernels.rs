@@ -5,11 +5,11 @@
 //! sums each output element over p = 0..kc in order, from zero, and then adds the sum
 //! to C once, so a tile's values do not depend on where the blocking or the threads put
 //! it. The kernel is chosen once per process from the running CPU, or forced with
-//! `TAPEGRAD_GEMM_KERNEL=scalar|avx2` (so a machine with AVX2 can test the scalar path).
+//! `TAPEGRAD_GEMM_KERNEL=scalar|avx2` (so a machine with AVX2 can run the scalar path);
+//! `ops/gemm.rs` makes that choice.
 
-use std::sync::OnceLock;
-
-/// The environment variable that forces a kernel (`scalar` or `avx2`).
+/// The environment variable that forces a kernel (`scalar` or `avx2`, or `crate` for
+/// the `gemm` crate backend).
 pub(crate) const KERNEL_ENV: &str = "TAPEGRAD_GEMM_KERNEL";
 
 /// Most elements a tile of any kernel holds (the edge-tile scratch space).
@@ -41,7 +41,8 @@ impl Kernel {
     ///
     /// # Safety
     /// As for [`KernelFn`]; the instruction set is checked when the kernel is handed
-    /// out by [`available`] or [`selected`], the only ways to get one.
+    /// out by [`available`] (or [`choose`], which picks among those), the only ways to
+    /// get one.
     #[inline(always)]
     pub(crate) unsafe fn run(
         &self,
@@ -92,19 +93,9 @@ fn has_avx2_fma() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
-/// The kernel every product uses: the one `TAPEGRAD_GEMM_KERNEL` names if this CPU can
-/// run it, else the best one this CPU has. Decided once per process.
-pub(crate) fn selected() -> &'static Kernel {
-    static CHOICE: OnceLock<&'static Kernel> = OnceLock::new();
-    CHOICE.get_or_init(|| {
-        let wanted = std::env::var(KERNEL_ENV).ok();
-        choose(wanted.as_deref(), &available())
-    })
-}
-
 /// The kernel named `wanted` among `available`, else the last (best) one. An unknown
 /// or unavailable name is reported on stderr rather than silently ignored.
-fn choose(wanted: Option<&str>, available: &[&'static Kernel]) -> &'static Kernel {
+pub(crate) fn choose(wanted: Option<&str>, available: &[&'static Kernel]) -> &'static Kernel {
     let best = available[available.len() - 1];
     let Some(name) = wanted.map(str::trim).filter(|s| !s.is_empty()) else {
         return best;
@@ -231,7 +222,9 @@ mod tests {
         let mut c = vec![c0; mr * nr];
         for i in 0..mr {
             for j in 0..nr {
-                let s: f32 = (0..k).map(|p| a[p * mr + i] as f64 * b[p * nr + j] as f64).sum::<f64>() as f32;
+                let s: f32 = (0..k)
+                    .map(|p| a[p * mr + i] as f64 * b[p * nr + j] as f64)
+                    .sum::<f64>() as f32;
                 c[i * nr + j] += s;
             }
         }
@@ -257,8 +250,18 @@ mod tests {
                     let want = reference(k, mr, nr, &a, &b, if accumulate { 2.5 } else { 0.0 });
                     for i in 0..mr {
                         // Small integers: every path is exact.
-                        assert_eq!(&c[i * rs..i * rs + nr], &want[i * nr..(i + 1) * nr], "{}", kernel.name);
-                        assert_eq!(&c[i * rs + nr..(i + 1) * rs], &[2.5; 3], "{} wrote outside its tile", kernel.name);
+                        assert_eq!(
+                            &c[i * rs..i * rs + nr],
+                            &want[i * nr..(i + 1) * nr],
+                            "{}",
+                            kernel.name
+                        );
+                        assert_eq!(
+                            &c[i * rs + nr..(i + 1) * rs],
+                            &[2.5; 3],
+                            "{} wrote outside its tile",
+                            kernel.name
+                        );
                     }
                 }
             }
