@@ -1,7 +1,7 @@
 //! Fused scaled dot-product attention, `softmax(Q·Kᵀ/√d + mask)·V`, with its own backward.
 //!
 //! The op never materialises the `[L, S]` matrix of scores of a (batch, head) pair:
-//! the forward walks the keys in tiles of [`TILE_K`] for a tile of [`TILE_Q`] queries,
+//! the forward walks the keys in tiles of `TILE_K` (64) for a tile of `TILE_Q` (64) queries,
 //! keeping a running maximum `m`, a running sum `l` and a running output per query row
 //! (the online softmax of FlashAttention). It saves only the output and one number per
 //! query row, the log-sum-exp `m + ln l`. The backward recomputes each tile's scores
@@ -16,16 +16,13 @@
 use rayon::prelude::*;
 
 use crate::error::{or_panic, Result, TensorError};
-use crate::ops::gemm::{gemm_into, num_threads, MatRef};
+use crate::ops::attention_kernels::{backward_one, forward_one, Geometry, MaskGeom, MaskKind};
+use crate::ops::gemm::num_threads;
 use crate::pool;
 use crate::shape::{broadcast_shapes, broadcast_strides, for_each_offset2, numel, Shape};
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
 
-/// Query rows per tile.
-const TILE_Q: usize = 64;
-/// Key rows per tile: a score block is at most `TILE_Q × TILE_K` floats.
-const TILE_K: usize = 64;
 /// Below this many multiply-adds in all, threads cost more than they save.
 const PARALLEL_MIN: usize = 1 << 18;
 
@@ -44,41 +41,6 @@ pub enum AttnMask<'a> {
     Keep(&'a Tensor),
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum MaskKind {
-    Additive,
-    Keep,
-}
-
-/// How a saved mask is read for batch `b`: element (r, c) is
-/// `data[base[b] + r·row_stride + c·col_stride]`.
-/// (Plain data, no tensor handle, so threads can share it.)
-struct MaskGeom {
-    kind: MaskKind,
-    base: Vec<usize>,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-/// Sizes, and which matrix of each operand every (batch, head) pair reads.
-struct Geometry {
-    l: usize,
-    s: usize,
-    d: usize,
-    dv: usize,
-    q_index: Vec<usize>,
-    k_index: Vec<usize>,
-    v_index: Vec<usize>,
-    causal: bool,
-    scale: f32,
-}
-
-impl Geometry {
-    fn batch(&self) -> usize {
-        self.q_index.len()
-    }
-}
-
 /// For every index of `batch_shape`, the index of the matrix an operand with batch axes
 /// `own` (which broadcast to `batch_shape`) holds there.
 fn matrix_index(own: &[usize], batch_shape: &[usize]) -> Vec<usize> {
@@ -91,239 +53,6 @@ fn matrix_index(own: &[usize], batch_shape: &[usize]) -> Vec<usize> {
     let zeros: Shape = smallvec::smallvec![0; batch_shape.len()];
     for_each_offset2(batch_shape, &strides, &zeros, |i, _| out.push(i));
     out
-}
-
-/// The scaled, masked score of query `r` and key `c` from its raw dot product.
-#[inline]
-fn masked_score(
-    raw: f32,
-    r: usize,
-    c: usize,
-    g: &Geometry,
-    mask: Option<(&MaskGeom, &[f32], usize)>,
-) -> f32 {
-    if g.causal && c > r {
-        return f32::NEG_INFINITY;
-    }
-    let x = raw * g.scale;
-    match mask {
-        None => x,
-        Some((m, data, base)) => {
-            let v = data[base + r * m.row_stride + c * m.col_stride];
-            match m.kind {
-                MaskKind::Additive => x + v,
-                MaskKind::Keep if v != 0.0 => x,
-                MaskKind::Keep => f32::NEG_INFINITY,
-            }
-        }
-    }
-}
-
-/// Key tiles a query tile ending at row `r_end` (exclusive) looks at: with a causal
-/// mask, no key after the tile's last query.
-fn key_end(g: &Geometry, r_end: usize) -> usize {
-    if g.causal {
-        g.s.min(r_end)
-    } else {
-        g.s
-    }
-}
-
-/// Raw scores of queries `q_rows` against keys `k_rows` into `dst` (rows × keys).
-fn tile_scores(g: &Geometry, q: &[f32], k: &[f32], rows: usize, keys: usize, dst: &mut [f32]) {
-    gemm_into(
-        rows,
-        keys,
-        g.d,
-        MatRef::rows(q, g.d),
-        MatRef::transposed(k, g.d),
-        &mut dst[..rows * keys],
-        false,
-    );
-}
-
-/// Forward for one (batch, head) pair: `out` (L × Dv) and `lse` (L).
-#[allow(clippy::too_many_arguments)]
-fn forward_one(
-    g: &Geometry,
-    b: usize,
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    mask: Option<(&MaskGeom, &[f32])>,
-    out: &mut [f32],
-    lse: &mut [f32],
-) {
-    let (l, s, d, dv) = (g.l, g.s, g.d, g.dv);
-    let q = &q[g.q_index[b] * l * d..][..l * d];
-    let k = &k[g.k_index[b] * s * d..][..s * d];
-    let v = &v[g.v_index[b] * s * dv..][..s * dv];
-    let mask = mask.map(|(m, data)| (m, data, m.base[b]));
-    let mut scores = vec![0.0f32; TILE_Q * TILE_K];
-    let mut run_max = [0.0f32; TILE_Q];
-    let mut run_sum = [0.0f32; TILE_Q];
-    for r0 in (0..l).step_by(TILE_Q) {
-        let rows = TILE_Q.min(l - r0);
-        let acc = &mut out[r0 * dv..(r0 + rows) * dv];
-        acc.fill(0.0);
-        run_max[..rows].fill(f32::NEG_INFINITY);
-        run_sum[..rows].fill(0.0);
-        let k_end = key_end(g, r0 + rows);
-        for c0 in (0..k_end).step_by(TILE_K) {
-            let keys = TILE_K.min(k_end - c0);
-            tile_scores(g, &q[r0 * d..], &k[c0 * d..], rows, keys, &mut scores);
-            for i in 0..rows {
-                let row = &mut scores[i * keys..(i + 1) * keys];
-                let mut tile_max = f32::NEG_INFINITY;
-                for (j, x) in row.iter_mut().enumerate() {
-                    *x = masked_score(*x, r0 + i, c0 + j, g, mask);
-                    tile_max = tile_max.max(*x);
-                }
-                let new_max = run_max[i].max(tile_max);
-                if new_max == f32::NEG_INFINITY {
-                    // Every key so far is masked out: nothing to add yet.
-                    row.fill(0.0);
-                    continue;
-                }
-                let rescale = (run_max[i] - new_max).exp();
-                let mut total = 0.0;
-                for x in row.iter_mut() {
-                    *x = (*x - new_max).exp();
-                    total += *x;
-                }
-                run_sum[i] = run_sum[i] * rescale + total;
-                run_max[i] = new_max;
-                if rescale != 1.0 {
-                    acc[i * dv..(i + 1) * dv]
-                        .iter_mut()
-                        .for_each(|a| *a *= rescale);
-                }
-            }
-            gemm_into(
-                rows,
-                dv,
-                keys,
-                MatRef::rows(&scores[..rows * keys], keys),
-                MatRef::rows(&v[c0 * dv..(c0 + keys) * dv], dv),
-                acc,
-                true,
-            );
-        }
-        for i in 0..rows {
-            // A row whose keys are all masked out gives zeros (as PyTorch's CPU kernel
-            // does), and `lse = -inf` makes its backward zero too.
-            if run_sum[i] > 0.0 {
-                let inv = 1.0 / run_sum[i];
-                acc[i * dv..(i + 1) * dv].iter_mut().for_each(|a| *a *= inv);
-                lse[r0 + i] = run_max[i] + run_sum[i].ln();
-            } else {
-                lse[r0 + i] = f32::NEG_INFINITY;
-            }
-        }
-    }
-}
-
-/// Gradients of one (batch, head) pair into `dq` (L × D), `dk` (S × D), `dv_out` (S × Dv),
-/// which start at zero.
-#[allow(clippy::too_many_arguments)]
-fn backward_one(
-    g: &Geometry,
-    b: usize,
-    (q, k, v): (&[f32], &[f32], &[f32]),
-    mask: Option<(&MaskGeom, &[f32])>,
-    out: &[f32],
-    lse: &[f32],
-    dout: &[f32],
-    (dq, dk, dv_out): (&mut [f32], &mut [f32], &mut [f32]),
-) {
-    let (l, s, d, dv) = (g.l, g.s, g.d, g.dv);
-    let q = &q[g.q_index[b] * l * d..][..l * d];
-    let k = &k[g.k_index[b] * s * d..][..s * d];
-    let v = &v[g.v_index[b] * s * dv..][..s * dv];
-    let out = &out[b * l * dv..][..l * dv];
-    let dout = &dout[b * l * dv..][..l * dv];
-    let lse = &lse[b * l..][..l];
-    let mask = mask.map(|(m, data)| (m, data, m.base[b]));
-    // rowsum(dO ∘ O) = Σ_j P_ij·dP_ij, the softmax backward's subtracted term.
-    let delta: Vec<f32> = (0..l)
-        .map(|i| {
-            let (o, g) = (&out[i * dv..(i + 1) * dv], &dout[i * dv..(i + 1) * dv]);
-            o.iter().zip(g).map(|(a, b)| a * b).sum()
-        })
-        .collect();
-    let mut p = vec![0.0f32; TILE_Q * TILE_K];
-    let mut dp = vec![0.0f32; TILE_Q * TILE_K];
-    for r0 in (0..l).step_by(TILE_Q) {
-        let rows = TILE_Q.min(l - r0);
-        let k_end = key_end(g, r0 + rows);
-        for c0 in (0..k_end).step_by(TILE_K) {
-            let keys = TILE_K.min(k_end - c0);
-            let (p, dp) = (&mut p[..rows * keys], &mut dp[..rows * keys]);
-            tile_scores(g, &q[r0 * d..], &k[c0 * d..], rows, keys, p);
-            for i in 0..rows {
-                let row = &mut p[i * keys..(i + 1) * keys];
-                let m = lse[r0 + i];
-                for (j, x) in row.iter_mut().enumerate() {
-                    let sc = masked_score(*x, r0 + i, c0 + j, g, mask);
-                    *x = if m == f32::NEG_INFINITY || sc == f32::NEG_INFINITY {
-                        0.0
-                    } else {
-                        (sc - m).exp()
-                    };
-                }
-            }
-            let dout_i = &dout[r0 * dv..(r0 + rows) * dv];
-            // dV_j += Pᵀ · dO_i
-            gemm_into(
-                keys,
-                dv,
-                rows,
-                MatRef::transposed(p, keys),
-                MatRef::rows(dout_i, dv),
-                &mut dv_out[c0 * dv..(c0 + keys) * dv],
-                true,
-            );
-            // dP = dO_i · V_jᵀ
-            gemm_into(
-                rows,
-                keys,
-                dv,
-                MatRef::rows(dout_i, dv),
-                MatRef::transposed(&v[c0 * dv..(c0 + keys) * dv], dv),
-                dp,
-                false,
-            );
-            // dS = P ∘ (dP − delta) · scale, written over dp.
-            for i in 0..rows {
-                let di = delta[r0 + i];
-                for (x, &pv) in dp[i * keys..(i + 1) * keys]
-                    .iter_mut()
-                    .zip(&p[i * keys..(i + 1) * keys])
-                {
-                    *x = pv * (*x - di) * g.scale;
-                }
-            }
-            // dQ_i += dS · K_j ; dK_j += dSᵀ · Q_i
-            gemm_into(
-                rows,
-                d,
-                keys,
-                MatRef::rows(dp, keys),
-                MatRef::rows(&k[c0 * d..(c0 + keys) * d], d),
-                &mut dq[r0 * d..(r0 + rows) * d],
-                true,
-            );
-            gemm_into(
-                keys,
-                d,
-                rows,
-                MatRef::transposed(dp, keys),
-                MatRef::rows(&q[r0 * d..(r0 + rows) * d], d),
-                &mut dk[c0 * d..(c0 + keys) * d],
-                true,
-            );
-        }
-    }
 }
 
 /// How many (batch, head) pairs each thread takes, or `None` to stay on this thread.
@@ -438,6 +167,18 @@ impl Tensor {
     ///
     /// Memory: beyond its output the op saves one f32 per query row; the scores exist
     /// only as one 64 × 64 tile per (batch, head) pair being worked on.
+    ///
+    /// ```
+    /// use tapegrad_autograd::{AttnMask, Tensor};
+    ///
+    /// let q = Tensor::ones(&[2, 4, 3, 8]); // [B, H, T, D]
+    /// let causal = q.scaled_dot_product_attention(&q, &q, None, true);
+    /// assert_eq!(causal.shape(), &[2, 4, 3, 8]);
+    /// // The same with an explicit "may attend" mask, PyTorch's bool mask as 0/1.
+    /// let keep = Tensor::ones(&[3, 3]).tril(0);
+    /// let masked = q.scaled_dot_product_attention(&q, &q, Some(AttnMask::Keep(&keep)), false);
+    /// assert_eq!(masked.to_vec(), causal.to_vec());
+    /// ```
     pub fn try_scaled_dot_product_attention(
         &self,
         k: &Tensor,

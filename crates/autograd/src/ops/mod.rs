@@ -2,6 +2,7 @@
 //! forward, and `tape::backward` dispatches to the family's `backward` by one `match`.
 
 pub(crate) mod attention;
+pub(crate) mod attention_kernels;
 pub(crate) mod batchnorm;
 pub(crate) mod binary;
 pub(crate) mod conv;
