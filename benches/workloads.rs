@@ -7,6 +7,9 @@
 //!   Linear(512,10), cross-entropy on integer labels, Adam lr 1e-3, batch 128.
 //! - `gemm_256`, `gemm_1024`: square f32 matmul.
 //! - `optimizer_step`: an Adam step over 1M parameters with a fixed gradient.
+//! - `w4_digits_cnn_step`: the `digits_cnn` example's CNN, Adam, batch 32 of [1, 8, 8].
+//! - `w5_conv_step`: Conv-BN-ReLU-Pool ×2 → Linear on batch 32 of [3, 32, 32], SGD with
+//!   momentum (both built by `tests/common`, which the allocation test shares).
 //!
 //! Data is synthetic, seeded and made once outside the timed loop. Set
 //! `TAPEGRAD_THREADS=1` (or 2) to fix the thread count.
@@ -19,6 +22,9 @@ use tapegrad::losses::{CrossEntropyLoss, MseLoss};
 use tapegrad::nn::{Linear, Module, Relu, Sequential};
 use tapegrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use tapegrad::Tensor;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 fn threads_from_env() {
     if let Some(n) = std::env::var("TAPEGRAD_THREADS")
@@ -117,12 +123,20 @@ fn optimizer_step(c: &mut Criterion) {
     c.bench_function("optimizer_step", |b| b.iter(|| optimizer.step()));
 }
 
+fn conv_steps(c: &mut Criterion) {
+    let mut w4 = common::Workload::w4();
+    c.bench_function("w4_digits_cnn_step", |b| b.iter(|| w4.step()));
+    let mut w5 = common::Workload::w5();
+    c.bench_function("w5_conv_step", |b| b.iter(|| w5.step()));
+}
+
 fn configure(c: &mut Criterion) {
     threads_from_env();
     w1_seed_step(c);
     w2_mlp_adam_step(c);
     gemm(c);
     optimizer_step(c);
+    conv_steps(c);
 }
 
 criterion_group!(benches, configure);

@@ -18,7 +18,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-WORKLOADS = ["w1_seed_step", "w2_mlp_adam_step", "gemm_256", "gemm_1024", "optimizer_step"]
+WORKLOADS = ["w1_seed_step", "w2_mlp_adam_step", "gemm_256", "gemm_1024", "optimizer_step",
+             "w4_digits_cnn_step", "w5_conv_step"]
 GEMM_N = {"gemm_256": 256, "gemm_1024": 1024}
 
 

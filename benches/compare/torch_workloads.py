@@ -9,6 +9,11 @@ Workloads:
                     CrossEntropyLoss on int labels, Adam lr 1e-3, batch 128, one full step
   gemm_256, gemm_1024  square f32 matmul (also reports GFLOP/s)
   optimizer_step    Adam step on one 1M-element parameter with a fixed grad
+  w4_digits_cnn_step  Conv2d(1,32,3,p1)-ReLU-Conv2d(32,64,3,p1)-ReLU-MaxPool2d(2)-Flatten-
+                    Linear(1024,128)-ReLU-Linear(128,10), cross-entropy, Adam lr 1e-3, batch 32 of [1,8,8]
+  w5_conv_step      Conv2d(3,32,3,p1)-BatchNorm2d-ReLU-MaxPool2d(2)-Conv2d(32,64,3,p1)-BatchNorm2d-
+                    ReLU-MaxPool2d(2)-Flatten-Linear(4096,10), cross-entropy, SGD lr 0.01
+                    momentum 0.9, batch 32 of [3,32,32]
 Prints:  workload=<id> threads=<t> time_us=<median> [gflops=<x>]
 """
 import argparse
@@ -69,12 +74,33 @@ def optimizer_step():
     return opt.step, 10, 200
 
 
+def w4_digits_cnn_step():
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1024, 128), nn.ReLU(), nn.Linear(128, 10))
+    x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return train_step(model, nn.CrossEntropyLoss(), opt, x, y), 10, 200
+
+
+def w5_conv_step():
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(4096, 10))
+    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return train_step(model, nn.CrossEntropyLoss(), opt, x, y), 5, 50
+
+
 WORKLOADS = [
     ("w1_seed_step", w1_seed_step, None),
     ("w2_mlp_adam_step", w2_mlp_adam_step, None),
     ("gemm_256", gemm(256), 256),
     ("gemm_1024", gemm(1024), 1024),
     ("optimizer_step", optimizer_step, None),
+    ("w4_digits_cnn_step", w4_digits_cnn_step, None),
+    ("w5_conv_step", w5_conv_step, None),
 ]
 
 
