@@ -38,9 +38,9 @@ fn threads_from_env() {
 fn w1_seed_step(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(0);
     let net = Sequential::new()
-        .add(Linear::new(10, 5, &mut rng).unwrap())
+        .add(Linear::new_with_rng(10, 5, &mut rng).unwrap())
         .add(Relu)
-        .add(Linear::new(5, 1, &mut rng).unwrap());
+        .add(Linear::new_with_rng(5, 1, &mut rng).unwrap());
     let x = Tensor::normal(&[64, 10], 0.0, 1.0, &mut rng).unwrap();
     let y = Tensor::normal(&[64, 1], 0.0, 1.0, &mut rng).unwrap();
     let criterion = MseLoss::new();
@@ -65,11 +65,11 @@ fn w1_seed_step(c: &mut Criterion) {
 fn w2_mlp_adam_step(c: &mut Criterion) {
     let mut rng = StdRng::seed_from_u64(1);
     let net = Sequential::new()
-        .add(Linear::new(784, 512, &mut rng).unwrap())
+        .add(Linear::new_with_rng(784, 512, &mut rng).unwrap())
         .add(Relu)
-        .add(Linear::new(512, 512, &mut rng).unwrap())
+        .add(Linear::new_with_rng(512, 512, &mut rng).unwrap())
         .add(Relu)
-        .add(Linear::new(512, 10, &mut rng).unwrap());
+        .add(Linear::new_with_rng(512, 10, &mut rng).unwrap());
     let x = Tensor::normal(&[128, 784], 0.0, 1.0, &mut rng).unwrap();
     let y: Vec<i64> = (0..128).map(|_| rng.random_range(0..10)).collect();
     let criterion = CrossEntropyLoss::new();

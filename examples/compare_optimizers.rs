@@ -10,7 +10,6 @@ use std::error::Error;
 use std::time::Instant;
 
 use plotters::prelude::*;
-use tapegrad::autograd::rand::{rngs::StdRng, SeedableRng};
 use tapegrad::data::{read_csv, DataLoader, Standardizer, TensorDataset};
 use tapegrad::losses::{CrossEntropyLoss, MseLoss};
 use tapegrad::nn::{Linear, Module, Relu, Sequential};
@@ -173,12 +172,12 @@ struct Run {
 }
 
 fn train(task: &Task, strategy: &Strategy) -> Result<Run, Box<dyn Error>> {
-    let mut rng = StdRng::seed_from_u64(0);
+    tapegrad::manual_seed(0);
     let cols = task.data.features.shape()[1];
     let net = Sequential::new()
-        .add(Linear::new(cols, task.hidden, &mut rng)?)
+        .add(Linear::new(cols, task.hidden)?)
         .add(Relu)
-        .add(Linear::new(task.hidden, task.outputs, &mut rng)?);
+        .add(Linear::new(task.hidden, task.outputs)?);
     let mut optimizer = (strategy.make)(net.parameters());
     let batch = if strategy.batch == 0 {
         task.data.len()

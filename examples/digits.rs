@@ -5,12 +5,7 @@
 
 use std::error::Error;
 
-use tapegrad::autograd::rand::{rngs::StdRng, SeedableRng};
-use tapegrad::data::{read_csv, train_test_split, DataLoader, TensorDataset};
-use tapegrad::losses::CrossEntropyLoss;
-use tapegrad::nn::{Linear, Module, Relu, Sequential};
-use tapegrad::optim::{Adam, AdamConfig, Optimizer};
-use tapegrad::{no_grad, Tensor};
+use tapegrad::prelude::*;
 
 const EPOCHS: usize = 30;
 const BATCH: usize = 32;
@@ -25,11 +20,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     let test_labels = test.class_targets()?;
     println!("digits: {} train, {} test", train.len(), test.len());
 
-    let mut rng = StdRng::seed_from_u64(0);
+    manual_seed(0);
     let net = Sequential::new()
-        .add(Linear::new(64, 128, &mut rng)?)
+        .add(Linear::new(64, 128)?)
         .add(Relu)
-        .add(Linear::new(128, 10, &mut rng)?);
+        .add(Linear::new(128, 10)?);
     let criterion = CrossEntropyLoss::new();
     let mut optimizer = Adam::new(
         net.parameters(),

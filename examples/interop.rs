@@ -12,13 +12,7 @@
 use std::error::Error;
 
 use serde_json::Value;
-use tapegrad::autograd::rand::{rngs::StdRng, SeedableRng};
-use tapegrad::data::{read_csv, Standardizer, TensorDataset};
-use tapegrad::io::{load_safetensors, save_safetensors};
-use tapegrad::losses::MseLoss;
-use tapegrad::nn::{prefixed_parameters, Linear, Module};
-use tapegrad::optim::{Optimizer, Sgd, SgdConfig};
-use tapegrad::Tensor;
+use tapegrad::prelude::*;
 
 struct Net {
     fc1: Linear,
@@ -26,10 +20,10 @@ struct Net {
 }
 
 impl Net {
-    fn new(rng: &mut StdRng) -> Result<Net, Box<dyn Error>> {
+    fn new() -> Result<Net, Box<dyn Error>> {
         Ok(Net {
-            fc1: Linear::new(10, 5, rng)?,
-            fc2: Linear::new(5, 1, rng)?,
+            fc1: Linear::new(10, 5)?,
+            fc2: Linear::new(5, 1)?,
         })
     }
 }
@@ -59,10 +53,10 @@ fn tensor(v: &Value) -> Result<Tensor, Box<dyn Error>> {
 
 fn main() -> Result<(), Box<dyn Error>> {
     let root = env!("CARGO_MANIFEST_DIR");
-    let mut rng = StdRng::seed_from_u64(0);
+    manual_seed(0);
 
     // 1. PyTorch → tapegrad.
-    let from_torch = Net::new(&mut rng)?;
+    let from_torch = Net::new()?;
     load_safetensors(
         &from_torch,
         format!("{root}/tests/fixtures/interop/net.safetensors"),
@@ -86,7 +80,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let data = TensorDataset::from_table(&read_csv(format!("{root}/data/diabetes.csv"))?)?;
     let x = Standardizer::fit(&data.features)?.apply(&data.features)?;
     let y = Standardizer::fit(&data.targets)?.apply(&data.targets)?;
-    let net = Net::new(&mut rng)?;
+    let net = Net::new()?;
     let mut optimizer = Sgd::new(
         net.parameters(),
         SgdConfig {

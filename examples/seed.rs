@@ -6,12 +6,7 @@
 
 use std::error::Error;
 
-use tapegrad::autograd::rand::{rngs::StdRng, SeedableRng};
-use tapegrad::data::{read_csv, Standardizer, TensorDataset};
-use tapegrad::losses::MseLoss;
-use tapegrad::nn::{prefixed_parameters, Linear, Module};
-use tapegrad::optim::{Optimizer, Sgd, SgdConfig};
-use tapegrad::Tensor;
+use tapegrad::prelude::*;
 
 struct Net {
     fc1: Linear,
@@ -19,10 +14,10 @@ struct Net {
 }
 
 impl Net {
-    fn new(rng: &mut StdRng) -> Result<Net, Box<dyn Error>> {
+    fn new() -> Result<Net, Box<dyn Error>> {
         Ok(Net {
-            fc1: Linear::new(10, 5, rng)?,
-            fc2: Linear::new(5, 1, rng)?,
+            fc1: Linear::new(10, 5)?,
+            fc2: Linear::new(5, 1)?,
         })
     }
 }
@@ -48,8 +43,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         inputs.shape()[1]
     );
 
-    let mut rng = StdRng::seed_from_u64(0);
-    let net = Net::new(&mut rng)?;
+    manual_seed(0);
+    let net = Net::new()?;
     let criterion = MseLoss::new();
     let mut optimizer = Sgd::new(
         net.parameters(),

@@ -2,10 +2,27 @@
 //!
 //! This facade re-exports the workspace's crates: [`autograd`] (tensors and the tape),
 //! [`nn`] (layers), [`losses`], [`optim`] (optimizers, schedulers, clipping) and [`data`]
-//! (CSV, data sets, mini-batch loading) and [`io`] (checkpoints, safetensors).
+//! (CSV, data sets, mini-batch loading) and [`io`] (checkpoints, safetensors). A script
+//! starts with `use tapegrad::prelude::*;`.
+//!
+//! ```
+//! use tapegrad::prelude::*;
+//!
+//! manual_seed(0);
+//! let net = Sequential::new().add(Linear::new(4, 8)?).add(Relu).add(Linear::new(8, 1)?);
+//! let mut optimizer = Sgd::new(net.parameters(), SgdConfig { lr: 0.1, ..Default::default() })?;
+//! let (x, y) = (Tensor::randn(&[16, 4])?, Tensor::randn(&[16, 1])?);
+//! optimizer.zero_grad();
+//! let loss = MseLoss::new().forward(&net.forward(&x), &y);
+//! loss.backward();
+//! optimizer.step();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod prelude;
 
 pub use tapegrad_autograd as autograd;
-pub use tapegrad_autograd::{no_grad, Tensor, TensorError};
+pub use tapegrad_autograd::{manual_seed, no_grad, Tensor, TensorError};
 pub use tapegrad_data as data;
 pub use tapegrad_io as io;
 pub use tapegrad_losses as losses;

@@ -176,7 +176,7 @@ fn mlp(widths: &[usize], rng: &mut StdRng) -> Sequential {
         if i > 0 {
             net.push(Relu);
         }
-        net.push(Linear::new(pair[0], pair[1], rng).unwrap());
+        net.push(Linear::new_with_rng(pair[0], pair[1], rng).unwrap());
     }
     net
 }

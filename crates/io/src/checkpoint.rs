@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+use tapegrad_autograd::random;
 use tapegrad_data::{DataLoader, LoaderState};
 use tapegrad_nn::Module;
 use tapegrad_optim::{
@@ -65,10 +66,14 @@ pub struct Checkpoint {
     pub epoch: u64,
     /// The training loop's step counter.
     pub step: u64,
+    /// The default random generator's position when the checkpoint was taken
+    /// (`tapegrad_autograd::random::RngState::to_bytes`): Dropout's masks come from it.
+    pub rng_state: Vec<u8>,
 }
 
 impl Checkpoint {
-    /// A checkpoint of the model's parameters; add the rest with the `with_` methods.
+    /// A checkpoint of the model's parameters and of the default random generator's
+    /// position; add the rest with the `with_` methods.
     pub fn new(model: &dyn Module) -> Checkpoint {
         Checkpoint {
             model: StateDict::from_module(model),
@@ -77,6 +82,7 @@ impl Checkpoint {
             loader: None,
             epoch: 0,
             step: 0,
+            rng_state: random::default_rng_state().to_bytes(),
         }
     }
 
@@ -125,9 +131,15 @@ impl Checkpoint {
         Checkpoint::from_bytes(&read_file(path.as_ref())?)
     }
 
-    /// Copies the saved parameters into `model` (all or nothing).
+    /// Copies the saved parameters into `model` (all or nothing), and puts this thread's
+    /// default random generator back where it was, so the model's random layers
+    /// (Dropout) draw the masks an uninterrupted run would have drawn.
     pub fn restore_model(&self, model: &dyn Module) -> Result<(), IoError> {
-        self.model.load_into(model)
+        let rng = random::RngState::from_bytes(&self.rng_state)
+            .map_err(|e| IoError::Corrupt(format!("random generator state: {e}")))?;
+        self.model.load_into(model)?;
+        random::set_default_rng_state(&rng);
+        Ok(())
     }
 
     /// Loads the saved state into an optimizer of the same kind over the same shapes.

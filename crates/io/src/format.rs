@@ -22,7 +22,7 @@ use crate::error::IoError;
 
 const MAGIC: &[u8; 8] = b"TAPEGRAD";
 /// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8 + 8;
 
 /// FNV-1a, 64 bits: catches torn writes and flipped bits (not an adversary).

@@ -1,4 +1,5 @@
-//! Checkpoints: resuming in a fresh process is bit-identical; a save killed at any
+//! Checkpoints: resuming in a fresh process is bit-identical (with Dropout drawing from
+//! the default generator); a save killed at any
 //! moment leaves the previous checkpoint loadable; no byte string makes the decoder
 //! panic.
 //!
@@ -15,7 +16,7 @@ use tapegrad_autograd::Tensor;
 use tapegrad_data::{DataLoader, TensorDataset};
 use tapegrad_io::{format, Checkpoint, IoError, SchedulerState};
 use tapegrad_losses::MseLoss;
-use tapegrad_nn::{Linear, Module, Relu, Sequential};
+use tapegrad_nn::{Dropout, Linear, Module, Relu, Sequential};
 use tapegrad_optim::{Adam, AdamConfig, LrScheduler, Optimizer, Sgd, SgdConfig, StepLr};
 
 const STEPS: usize = 23;
@@ -33,10 +34,13 @@ struct Run {
 impl Run {
     fn new(kind: &str, init_seed: u64) -> Run {
         let mut rng = StdRng::seed_from_u64(init_seed);
+        // Dropout draws from the default generator, which the checkpoint must carry.
+        tapegrad_autograd::manual_seed(init_seed + 1000);
         let model = Sequential::new()
-            .add(Linear::new(4, 8, &mut rng).unwrap())
+            .add(Linear::new_with_rng(4, 8, &mut rng).unwrap())
             .add(Relu)
-            .add(Linear::new(8, 1, &mut rng).unwrap());
+            .add(Dropout::new(0.3).unwrap())
+            .add(Linear::new_with_rng(8, 1, &mut rng).unwrap());
         let mut optimizer: Box<dyn Optimizer> = match kind {
             "sgd" => Box::new(
                 Sgd::new(
@@ -199,7 +203,7 @@ fn resume_in_a_fresh_process_is_bit_identical() {
 /// A model big enough that a save takes a while, so kills land mid-write.
 fn big_model() -> Sequential {
     let mut rng = StdRng::seed_from_u64(7);
-    Sequential::new().add(Linear::new(256, 512, &mut rng).unwrap())
+    Sequential::new().add(Linear::new_with_rng(256, 512, &mut rng).unwrap())
 }
 
 /// Role of the killed process: save checkpoints in a loop, counting up, forever.

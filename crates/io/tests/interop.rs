@@ -29,16 +29,16 @@ impl Module for Net {
 
 fn net(rng: &mut StdRng) -> Net {
     Net {
-        fc1: Linear::new(10, 5, rng).unwrap(),
-        fc2: Linear::new(5, 1, rng).unwrap(),
+        fc1: Linear::new_with_rng(10, 5, rng).unwrap(),
+        fc2: Linear::new_with_rng(5, 1, rng).unwrap(),
     }
 }
 
 fn mlp(rng: &mut StdRng) -> Sequential {
     Sequential::new()
-        .add(Linear::new(64, 128, rng).unwrap())
+        .add(Linear::new_with_rng(64, 128, rng).unwrap())
         .add(Relu)
-        .add(Linear::new(128, 10, rng).unwrap())
+        .add(Linear::new_with_rng(128, 10, rng).unwrap())
 }
 
 fn tensor(v: &Value) -> Tensor {
@@ -102,7 +102,7 @@ fn a_model_that_does_not_fit_lists_every_mismatch() {
     let state =
         from_safetensors(&std::fs::read(format!("{FIXTURES}net.safetensors")).unwrap()).unwrap();
     // Wrong layer names (Sequential's "0.weight" vs "fc1.weight") and a wrong width.
-    let other = Sequential::new().add(Linear::new(10, 5, &mut rng).unwrap());
+    let other = Sequential::new().add(Linear::new_with_rng(10, 5, &mut rng).unwrap());
     let Err(IoError::Mismatch(lines)) = state.load_into(&other) else {
         panic!("expected a mismatch")
     };
@@ -117,8 +117,8 @@ fn a_model_that_does_not_fit_lists_every_mismatch() {
         "{lines:?}"
     );
     let wide = Net {
-        fc1: Linear::new(10, 6, &mut rng).unwrap(),
-        fc2: Linear::new(6, 1, &mut rng).unwrap(),
+        fc1: Linear::new_with_rng(10, 6, &mut rng).unwrap(),
+        fc2: Linear::new_with_rng(6, 1, &mut rng).unwrap(),
     };
     let before = wide.fc1.weight.to_vec();
     let Err(IoError::Mismatch(lines)) = state.load_into(&wide) else {

@@ -1,12 +1,10 @@
 //! `Dropout`: zeroes each element with probability p during training and scales the
-//! rest by 1/(1 − p), so evaluation needs no rescaling. Draws come from the layer's own
-//! seeded generator, so runs repeat exactly.
+//! rest by 1/(1 − p), so evaluation needs no rescaling. Masks are drawn from the
+//! default generator, as PyTorch's are: `manual_seed` makes runs repeat exactly, and a
+//! checkpoint saves that generator's position so a resumed run draws the same masks.
 
-use std::cell::RefCell;
-
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use tapegrad_autograd::{Result, Tensor, TensorError};
+use rand::Rng;
+use tapegrad_autograd::{with_default_rng, Result, Tensor, TensorError};
 
 use crate::Module;
 
@@ -14,23 +12,18 @@ use crate::Module;
 pub struct Dropout {
     p: f32,
     training: bool,
-    rng: RefCell<StdRng>,
 }
 
 impl Dropout {
-    /// Drops with probability `p` ∈ [0, 1], drawing masks from a generator seeded by `seed`.
-    pub fn new(p: f32, seed: u64) -> Result<Dropout> {
+    /// Drops with probability `p` ∈ [0, 1], drawing masks from the default generator.
+    pub fn new(p: f32) -> Result<Dropout> {
         if !(0.0..=1.0).contains(&p) {
             return Err(TensorError::InvalidArgument {
                 op: "Dropout",
                 reason: format!("dropout probability has to be between 0 and 1, but got {p}"),
             });
         }
-        Ok(Dropout {
-            p,
-            training: true,
-            rng: RefCell::new(StdRng::seed_from_u64(seed)),
-        })
+        Ok(Dropout { p, training: true })
     }
 
     /// The drop probability.
@@ -46,16 +39,17 @@ impl Module for Dropout {
         }
         let keep = 1.0 - self.p;
         let scale = if keep > 0.0 { 1.0 / keep } else { 0.0 };
-        let mut rng = self.rng.borrow_mut();
-        let mask: Vec<f32> = (0..x.numel())
-            .map(|_| {
-                if rng.random::<f32>() < keep {
-                    scale
-                } else {
-                    0.0
-                }
-            })
-            .collect();
+        let mask: Vec<f32> = with_default_rng(|rng| {
+            (0..x.numel())
+                .map(|_| {
+                    if rng.random::<f32>() < keep {
+                        scale
+                    } else {
+                        0.0
+                    }
+                })
+                .collect()
+        });
         let mask = Tensor::from_vec(mask, x.shape()).expect("mask has the input's shape");
         x * &mask
     }

@@ -2,7 +2,7 @@
 //! N(0, 1) as in PyTorch. The gradient flows into the rows that were looked up.
 
 use rand::Rng;
-use tapegrad_autograd::{or_panic, Result, Tensor, TensorError};
+use tapegrad_autograd::{or_panic, with_default_rng, Result, Tensor, TensorError};
 
 use crate::Module;
 
@@ -13,8 +13,17 @@ pub struct Embedding {
 }
 
 impl Embedding {
-    /// A table with rows drawn from N(0, 1).
-    pub fn new(num_embeddings: usize, dim: usize, rng: &mut impl Rng) -> Result<Embedding> {
+    /// A table with rows drawn from N(0, 1) by the default generator (see `manual_seed`).
+    pub fn new(num_embeddings: usize, dim: usize) -> Result<Embedding> {
+        with_default_rng(|rng| Embedding::new_with_rng(num_embeddings, dim, rng))
+    }
+
+    /// A table with rows drawn from N(0, 1) by the caller's generator.
+    pub fn new_with_rng(
+        num_embeddings: usize,
+        dim: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Embedding> {
         let weight =
             Tensor::normal(&[num_embeddings, dim], 0.0, 1.0, rng)?.with_requires_grad(true);
         Ok(Embedding { weight })

@@ -8,8 +8,7 @@
 //! A model of your own is a struct with layer fields:
 //!
 //! ```
-//! use tapegrad_autograd::rand::{rngs::StdRng, SeedableRng};
-//! use tapegrad_autograd::Tensor;
+//! use tapegrad_autograd::{manual_seed, Tensor};
 //! use tapegrad_nn::{prefixed_parameters, Linear, Module};
 //!
 //! struct Net {
@@ -26,8 +25,8 @@
 //!     }
 //! }
 //!
-//! let mut rng = StdRng::seed_from_u64(0);
-//! let net = Net { fc1: Linear::new(10, 5, &mut rng)?, fc2: Linear::new(5, 1, &mut rng)? };
+//! manual_seed(0);
+//! let net = Net { fc1: Linear::new(10, 5)?, fc2: Linear::new(5, 1)? };
 //! let names: Vec<String> = net.named_parameters().into_iter().map(|(n, _)| n).collect();
 //! assert_eq!(names, ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"]);
 //! assert_eq!(net.forward(&Tensor::zeros(&[3, 10])).shape(), &[3, 1]);

@@ -1,7 +1,7 @@
 //! `Linear`: y = x·Wᵀ + b, with PyTorch's layout and default initialisation.
 
 use rand::Rng;
-use tapegrad_autograd::{Result, Tensor};
+use tapegrad_autograd::{with_default_rng, Result, Tensor};
 
 use crate::init::kaiming_uniform;
 use crate::Module;
@@ -18,13 +18,27 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// A layer with a bias.
-    pub fn new(in_features: usize, out_features: usize, rng: &mut impl Rng) -> Result<Linear> {
-        Linear::with_bias(in_features, out_features, true, rng)
+    /// A layer with a bias, drawn from the default generator (see `manual_seed`).
+    pub fn new(in_features: usize, out_features: usize) -> Result<Linear> {
+        with_default_rng(|rng| Linear::with_bias_and_rng(in_features, out_features, true, rng))
     }
 
-    /// A layer with or without a bias.
-    pub fn with_bias(
+    /// A layer with a bias, drawn from the caller's generator.
+    pub fn new_with_rng(
+        in_features: usize,
+        out_features: usize,
+        rng: &mut impl Rng,
+    ) -> Result<Linear> {
+        Linear::with_bias_and_rng(in_features, out_features, true, rng)
+    }
+
+    /// A layer with or without a bias, drawn from the default generator.
+    pub fn with_bias(in_features: usize, out_features: usize, bias: bool) -> Result<Linear> {
+        with_default_rng(|rng| Linear::with_bias_and_rng(in_features, out_features, bias, rng))
+    }
+
+    /// A layer with or without a bias, drawn from the caller's generator.
+    pub fn with_bias_and_rng(
         in_features: usize,
         out_features: usize,
         bias: bool,
