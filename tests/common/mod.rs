@@ -86,9 +86,9 @@ impl Workload {
             .add(Relu)
             .add(MaxPool2d::new(2))
             .add(Flatten::new())
-            .add(Linear::new(1024, 128, &mut rng).unwrap())
+            .add(Linear::new_with_rng(1024, 128, &mut rng).unwrap())
             .add(Relu)
-            .add(Linear::new(128, 10, &mut rng).unwrap());
+            .add(Linear::new_with_rng(128, 10, &mut rng).unwrap());
         let optimizer = Box::new(
             Adam::new(
                 net.parameters(),
@@ -125,7 +125,7 @@ impl Workload {
             .add(Relu)
             .add(MaxPool2d::new(2))
             .add(Flatten::new())
-            .add(Linear::new(4096, 10, &mut rng).unwrap());
+            .add(Linear::new_with_rng(4096, 10, &mut rng).unwrap());
         let optimizer = Box::new(
             Sgd::new(
                 net.parameters(),
