@@ -14,6 +14,9 @@
 //!   4 layers, 4 heads, width 128, batch 16, dropout 0; AdamW lr 3e-4, weight decay 0.1,
 //!   `clip_grad_norm` 1.0; one step = zero_grad, forward, cross-entropy, backward, clip,
 //!   step (1024 tokens).
+//! - `w4_digits_cnn_step`: the `digits_cnn` example's CNN, Adam, batch 32 of [1, 8, 8].
+//! - `w5_conv_step`: Conv-BN-ReLU-Pool ×2 → Linear on batch 32 of [3, 32, 32], SGD with
+//!   momentum (both built by `tests/common`, which the allocation test shares).
 //!
 //! Data is synthetic, seeded and made once outside the timed loop. Set
 //! `TAPEGRAD_THREADS=1` (or 2) to fix the thread count.
@@ -28,6 +31,9 @@ use tapegrad::optim::{
     clip_grad_norm, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig,
 };
 use tapegrad::Tensor;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 fn threads_from_env() {
     if let Some(n) = std::env::var("TAPEGRAD_THREADS")
@@ -219,6 +225,13 @@ fn w3_gpt_step(c: &mut Criterion) {
     });
 }
 
+fn conv_steps(c: &mut Criterion) {
+    let mut w4 = common::Workload::w4();
+    c.bench_function("w4_digits_cnn_step", |b| b.iter(|| w4.step()));
+    let mut w5 = common::Workload::w5();
+    c.bench_function("w5_conv_step", |b| b.iter(|| w5.step()));
+}
+
 fn configure(c: &mut Criterion) {
     threads_from_env();
     w1_seed_step(c);
@@ -227,6 +240,7 @@ fn configure(c: &mut Criterion) {
     optimizer_step(c);
     peak_fma(c);
     w3_gpt_step(c);
+    conv_steps(c);
 }
 
 criterion_group!(benches, configure);

@@ -75,9 +75,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         .add(Relu)
         .add(MaxPool2d::new(2))
         .add(Flatten::new())
-        .add(Linear::new(1024, 128, &mut rng)?)
+        .add(Linear::new_with_rng(1024, 128, &mut rng)?)
         .add(Relu)
-        .add(Linear::new(128, 10, &mut rng)?);
+        .add(Linear::new_with_rng(128, 10, &mut rng)?);
     let criterion = CrossEntropyLoss::new();
     let mut optimizer = Adam::new(
         net.parameters(),

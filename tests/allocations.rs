@@ -55,7 +55,14 @@ fn steady_state_steps_allocate_only_bookkeeping() {
     tapegrad::autograd::set_num_threads(1);
     let w1 = allocations_per_step(&mut Workload::w1(), 200);
     let w2 = allocations_per_step(&mut Workload::w2(), 3);
-    println!("allocations per step: w1_seed_step {w1:.1}, w2_mlp_adam_step {w2:.1}");
+    let w4 = allocations_per_step(&mut Workload::w4(), 3);
+    let w5 = allocations_per_step(&mut Workload::w5(), 2);
+    println!(
+        "allocations per step: w1_seed_step {w1:.1}, w2_mlp_adam_step {w2:.1}, \
+         w4_digits_cnn_step {w4:.1}, w5_conv_step {w5:.1}"
+    );
+    assert!(w4 <= 70.0, "w4 allocates {w4} times per step");
+    assert!(w5 <= 80.0, "w5 allocates {w5} times per step");
     assert!(w1 <= 40.0, "w1 allocates {w1} times per step");
     assert!(w2 <= 30.0, "w2 allocates {w2} times per step");
 }

@@ -18,7 +18,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
-WORKLOADS = ["w1_seed_step", "w2_mlp_adam_step", "gemm_256", "gemm_1024", "optimizer_step", "w3_gpt_step"]
+WORKLOADS = ["w1_seed_step", "w2_mlp_adam_step", "gemm_256", "gemm_1024", "optimizer_step",
+             "w3_gpt_step", "w4_digits_cnn_step", "w5_conv_step"]
 # Workloads also reported in tokens per second: tokens per step.
 TOKENS = {"w3_gpt_step": 16 * 64}
 GEMM_N = {"gemm_256": 256, "gemm_1024": 1024}

@@ -13,6 +13,11 @@ Workloads:
                     4 layers, 4 heads, width 128, batch 16, dropout 0; AdamW lr 3e-4 wd 0.1,
                     clip_grad_norm 1.0; one step = zero_grad, forward, cross-entropy, backward,
                     clip, step (also reports tokens/s)
+  w4_digits_cnn_step  Conv2d(1,32,3,p1)-ReLU-Conv2d(32,64,3,p1)-ReLU-MaxPool2d(2)-Flatten-
+                    Linear(1024,128)-ReLU-Linear(128,10), cross-entropy, Adam lr 1e-3, batch 32 of [1,8,8]
+  w5_conv_step      Conv2d(3,32,3,p1)-BatchNorm2d-ReLU-MaxPool2d(2)-Conv2d(32,64,3,p1)-BatchNorm2d-
+                    ReLU-MaxPool2d(2)-Flatten-Linear(4096,10), cross-entropy, SGD lr 0.01
+                    momentum 0.9, batch 32 of [3,32,32]
 Prints:  workload=<id> threads=<t> time_us=<median> [gflops=<x>]
 """
 import argparse
@@ -98,6 +103,23 @@ def w3_gpt_step():
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
     return step, 5, 30
+def w4_digits_cnn_step():
+    model = nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(1024, 128), nn.ReLU(), nn.Linear(128, 10))
+    x, y = torch.rand(32, 1, 8, 8), torch.randint(0, 10, (32,))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    return train_step(model, nn.CrossEntropyLoss(), opt, x, y), 10, 200
+
+
+def w5_conv_step():
+    model = nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(4096, 10))
+    x, y = torch.randn(32, 3, 32, 32), torch.randint(0, 10, (32,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return train_step(model, nn.CrossEntropyLoss(), opt, x, y), 5, 50
 
 
 WORKLOADS = [
@@ -107,6 +129,8 @@ WORKLOADS = [
     ("gemm_1024", gemm(1024), 1024),
     ("optimizer_step", optimizer_step, None),
     ("w3_gpt_step", w3_gpt_step, None),
+    ("w4_digits_cnn_step", w4_digits_cnn_step, None),
+    ("w5_conv_step", w5_conv_step, None),
 ]
 
 

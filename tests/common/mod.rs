@@ -5,7 +5,9 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tapegrad::losses::{CrossEntropyLoss, MseLoss};
-use tapegrad::nn::{Linear, Module, Relu, Sequential};
+use tapegrad::nn::{
+    BatchNorm2d, Conv2d, Conv2dOptions, Flatten, Linear, MaxPool2d, Module, Relu, Sequential,
+};
 use tapegrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use tapegrad::Tensor;
 
@@ -63,6 +65,80 @@ impl Workload {
         );
         let x = Tensor::normal(&[128, 784], 0.0, 1.0, &mut rng).unwrap();
         let y = Target::Classes((0..128).map(|_| rng.random_range(0..10)).collect());
+        Workload {
+            net,
+            optimizer,
+            x,
+            y,
+        }
+    }
+
+    /// W4: the `digits_cnn` example's network (Conv2d(1,32,3,p1) → ReLU → Conv2d(32,64,3,p1)
+    /// → ReLU → MaxPool2d(2) → Flatten → Linear(1024,128) → ReLU → Linear(128,10)),
+    /// cross-entropy, Adam lr 1e-3, batch 32 of [1, 8, 8].
+    pub fn w4() -> Workload {
+        let mut rng = StdRng::seed_from_u64(4);
+        let pad = Conv2dOptions::new().padding(1);
+        let net = Sequential::new()
+            .add(Conv2d::with_options_and_rng(1, 32, [3, 3], pad, true, &mut rng).unwrap())
+            .add(Relu)
+            .add(Conv2d::with_options_and_rng(32, 64, [3, 3], pad, true, &mut rng).unwrap())
+            .add(Relu)
+            .add(MaxPool2d::new(2))
+            .add(Flatten::new())
+            .add(Linear::new_with_rng(1024, 128, &mut rng).unwrap())
+            .add(Relu)
+            .add(Linear::new_with_rng(128, 10, &mut rng).unwrap());
+        let optimizer = Box::new(
+            Adam::new(
+                net.parameters(),
+                AdamConfig {
+                    lr: 1e-3,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        );
+        let x = Tensor::uniform(&[32, 1, 8, 8], 0.0, 1.0, &mut rng).unwrap();
+        let y = Target::Classes((0..32).map(|_| rng.random_range(0..10)).collect());
+        Workload {
+            net,
+            optimizer,
+            x,
+            y,
+        }
+    }
+
+    /// W5: a CIFAR-shaped step, batch 32 of [3, 32, 32]: Conv2d(3,32,3,p1) → BatchNorm2d →
+    /// ReLU → MaxPool2d(2) → Conv2d(32,64,3,p1) → BatchNorm2d → ReLU → MaxPool2d(2) →
+    /// Flatten → Linear(4096,10), cross-entropy, SGD lr 0.01 momentum 0.9.
+    pub fn w5() -> Workload {
+        let mut rng = StdRng::seed_from_u64(5);
+        let pad = Conv2dOptions::new().padding(1);
+        let net = Sequential::new()
+            .add(Conv2d::with_options_and_rng(3, 32, [3, 3], pad, true, &mut rng).unwrap())
+            .add(BatchNorm2d::new(32))
+            .add(Relu)
+            .add(MaxPool2d::new(2))
+            .add(Conv2d::with_options_and_rng(32, 64, [3, 3], pad, true, &mut rng).unwrap())
+            .add(BatchNorm2d::new(64))
+            .add(Relu)
+            .add(MaxPool2d::new(2))
+            .add(Flatten::new())
+            .add(Linear::new_with_rng(4096, 10, &mut rng).unwrap());
+        let optimizer = Box::new(
+            Sgd::new(
+                net.parameters(),
+                SgdConfig {
+                    lr: 0.01,
+                    momentum: 0.9,
+                    ..Default::default()
+                },
+            )
+            .unwrap(),
+        );
+        let x = Tensor::normal(&[32, 3, 32, 32], 0.0, 1.0, &mut rng).unwrap();
+        let y = Target::Classes((0..32).map(|_| rng.random_range(0..10)).collect());
         Workload {
             net,
             optimizer,

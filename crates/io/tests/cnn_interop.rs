@@ -31,10 +31,10 @@ fn cnn(rng: &mut StdRng) -> Sequential {
         .add(Relu)
         .add(AdaptiveAvgPool2d::new([1, 1]))
         .add(Flatten::new())
-        .add(Linear::new(8, 16, rng).unwrap())
+        .add(Linear::new_with_rng(8, 16, rng).unwrap())
         .add(BatchNorm1d::new(16))
         .add(Relu)
-        .add(Linear::new(16, 10, rng).unwrap())
+        .add(Linear::new_with_rng(16, 10, rng).unwrap())
 }
 
 fn tensor(v: &Value) -> Tensor {

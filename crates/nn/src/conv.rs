@@ -8,6 +8,8 @@ use tapegrad_autograd::{
     or_panic, Conv2dOptions, ConvTranspose2dOptions, Result, Tensor, TensorError,
 };
 
+use tapegrad_autograd::random::with_default_rng;
+
 use crate::init::{fans, kaiming_uniform};
 use crate::Module;
 
@@ -70,6 +72,25 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
+    /// A square kernel, default options, with a bias, drawn from the default generator
+    /// (see `tapegrad_autograd::manual_seed`).
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Result<Conv2d> {
+        with_default_rng(|rng| Conv2d::new_with_rng(in_channels, out_channels, kernel, rng))
+    }
+
+    /// Full control (kernel, options, bias), drawn from the default generator.
+    pub fn with_options(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: [usize; 2],
+        options: Conv2dOptions,
+        bias: bool,
+    ) -> Result<Conv2d> {
+        with_default_rng(|rng| {
+            Conv2d::with_options_and_rng(in_channels, out_channels, kernel, options, bias, rng)
+        })
+    }
+
     /// A square `kernel`, stride 1, no padding, with a bias, drawn from `rng`.
     pub fn new_with_rng(
         in_channels: usize,
@@ -166,6 +187,25 @@ pub struct Conv1d {
 }
 
 impl Conv1d {
+    /// A square kernel, default options, with a bias, drawn from the default generator
+    /// (see `tapegrad_autograd::manual_seed`).
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Result<Conv1d> {
+        with_default_rng(|rng| Conv1d::new_with_rng(in_channels, out_channels, kernel, rng))
+    }
+
+    /// Full control (kernel, options, bias), drawn from the default generator.
+    pub fn with_options(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        options: Conv2dOptions,
+        bias: bool,
+    ) -> Result<Conv1d> {
+        with_default_rng(|rng| {
+            Conv1d::with_options_and_rng(in_channels, out_channels, kernel, options, bias, rng)
+        })
+    }
+
     /// Kernel `k`, stride 1, no padding, with a bias, drawn from `rng`.
     pub fn new_with_rng(
         in_channels: usize,
@@ -232,6 +272,34 @@ pub struct ConvTranspose2d {
 }
 
 impl ConvTranspose2d {
+    /// A square kernel, default options, with a bias, drawn from the default generator
+    /// (see `tapegrad_autograd::manual_seed`).
+    pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Result<ConvTranspose2d> {
+        with_default_rng(|rng| {
+            ConvTranspose2d::new_with_rng(in_channels, out_channels, kernel, rng)
+        })
+    }
+
+    /// Full control (kernel, options, bias), drawn from the default generator.
+    pub fn with_options(
+        in_channels: usize,
+        out_channels: usize,
+        kernel: [usize; 2],
+        options: ConvTranspose2dOptions,
+        bias: bool,
+    ) -> Result<ConvTranspose2d> {
+        with_default_rng(|rng| {
+            ConvTranspose2d::with_options_and_rng(
+                in_channels,
+                out_channels,
+                kernel,
+                options,
+                bias,
+                rng,
+            )
+        })
+    }
+
     /// A square `kernel`, stride 1, with a bias, drawn from `rng`.
     pub fn new_with_rng(
         in_channels: usize,
