@@ -75,6 +75,7 @@ fn grouped_state_and_sequential_schedule_survive_the_checkpoint_encoding() {
         loader: None,
         epoch: 0,
         step: 3,
+        rng_state: tapegrad_autograd::random::default_rng_state().to_bytes(),
     };
     let ckpt = Checkpoint::from_bytes(&ckpt.to_bytes().unwrap()).unwrap();
     ckpt.restore_optimizer(&mut opt2).unwrap();
