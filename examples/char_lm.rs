@@ -5,7 +5,7 @@
 //! text is the validation split.
 //!
 //! Run: `cargo run --release --example char_lm` (defaults: 4 layers, 4 heads, width 128,
-//! context 64, batch 32, 2000 steps). `--help` lists the flags. It prints a progress line
+//! context 64, batch 16, 2500 steps). `--help` lists the flags. It prints a progress line
 //! every few seconds and the validation loss every `--eval-every` steps, then 300
 //! generated characters, saves a checkpoint (`--out`) that `--resume` continues from to
 //! the bit, and ends with `val_loss=`.
@@ -62,8 +62,8 @@ impl Default for Args {
             heads: 4,
             width: 128,
             context: 64,
-            batch: 32,
-            steps: 2000,
+            batch: 16,
+            steps: 2500,
             lr: 2e-3,
             min_lr: 2e-4,
             warmup: 100,
@@ -89,8 +89,8 @@ impl Default for Args {
 
 const HELP: &str = "char_lm: a character-level GPT on data/shakespeare.txt
 flags (default):
-  --layers N (4)  --heads N (4)  --width N (128)  --context N (64)  --batch N (32)
-  --steps N (2000)  --lr X (2e-3, peak)  --min-lr X (2e-4)  --warmup N (100)
+  --layers N (4)  --heads N (4)  --width N (128)  --context N (64)  --batch N (16)
+  --steps N (2500)  --lr X (2e-3, peak)  --min-lr X (2e-4)  --warmup N (100)
   --weight-decay X (0.1)  --accum N (1, micro-batches per step)  --dropout P (0)
   --threads N (2)  --seed N (1337)  --eval-every N (250)  --eval-batches N (8)
   --final-eval-windows N (0 = the whole validation split)
