@@ -15,7 +15,7 @@
 //! # use tapegrad_optim::{Adam, AdamConfig, Optimizer};
 //! # use tapegrad_autograd::rand::{rngs::StdRng, SeedableRng};
 //! run(|world| {
-//!     # let net = Linear::new(4, 1, &mut StdRng::seed_from_u64(0))?;
+//!     # let net = Linear::new_with_rng(4, 1, &mut StdRng::seed_from_u64(0))?;
 //!     broadcast_parameters(world, &net.parameters());
 //!     let adam = Adam::new(net.parameters(), AdamConfig::default())?;
 //!     let mut optimizer = DistributedOptimizer::new(Box::new(adam), world.clone());

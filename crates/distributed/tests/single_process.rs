@@ -95,7 +95,7 @@ fn checkpoint_helpers_resume_to_the_bit_in_one_process() {
 #[test]
 fn helpers_work_on_one_rank() {
     let mut rng = StdRng::seed_from_u64(3);
-    let net = Linear::new(3, 2, &mut rng).unwrap();
+    let net = Linear::new_with_rng(3, 2, &mut rng).unwrap();
     let before: Vec<f32> = net.parameters().iter().flat_map(|p| p.to_vec()).collect();
     broadcast_parameters(&SingleProcess, &net.parameters());
     let after: Vec<f32> = net.parameters().iter().flat_map(|p| p.to_vec()).collect();

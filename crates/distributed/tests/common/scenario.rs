@@ -91,9 +91,9 @@ pub fn train<C: Communicator + Clone + 'static>(
     // Each rank initialises differently; the broadcast makes rank 0's model everyone's.
     let mut rng = StdRng::seed_from_u64(rank as u64);
     let net = Sequential::new()
-        .add(Linear::new(6, 16, &mut rng)?)
+        .add(Linear::new_with_rng(6, 16, &mut rng)?)
         .add(Tanh)
-        .add(Linear::new(16, 3, &mut rng)?);
+        .add(Linear::new_with_rng(16, 3, &mut rng)?);
     broadcast_parameters(comm, &net.parameters());
     let inner: Box<dyn Optimizer> = match job.optimizer.as_str() {
         "sgd" => Box::new(Sgd::new(

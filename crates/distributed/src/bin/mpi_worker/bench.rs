@@ -67,11 +67,11 @@ pub fn w2(world: &World, args: &[String]) -> Result<(), Box<dyn Error>> {
     let local = global / world.size();
     let mut rng = StdRng::seed_from_u64(1 + world.rank() as u64);
     let net = Sequential::new()
-        .add(Linear::new(784, 512, &mut rng)?)
+        .add(Linear::new_with_rng(784, 512, &mut rng)?)
         .add(Relu)
-        .add(Linear::new(512, 512, &mut rng)?)
+        .add(Linear::new_with_rng(512, 512, &mut rng)?)
         .add(Relu)
-        .add(Linear::new(512, 10, &mut rng)?);
+        .add(Linear::new_with_rng(512, 10, &mut rng)?);
     broadcast_parameters(world, &net.parameters());
     let x = Tensor::normal(&[local, 784], 0.0, 1.0, &mut rng)?;
     let y: Vec<i64> = (0..local).map(|_| rng.random_range(0..10)).collect();
