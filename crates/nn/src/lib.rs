@@ -64,13 +64,13 @@ pub use norm::LayerNorm;
 pub use pooling::{AdaptiveAvgPool2d, AvgPool2d, Flatten, MaxPool2d};
 pub use sequential::Sequential;
 pub use summary::{summary, Summary};
-/// `#[derive(Module)]` for a struct of layers (see the `tapegrad-derive` crate): the
-/// trait and its derive share the name, so `use tapegrad::nn::Module` brings both.
-pub use tapegrad_derive::Module;
 pub use tapegrad_autograd::{
     AttnMask, Conv2dOptions, ConvTranspose2dOptions, GeluApprox, Pool2dOptions, Result, Tensor,
     TensorError,
 };
+/// `#[derive(Module)]` for a struct of layers (see the `tapegrad-derive` crate): the
+/// trait and its derive share the name, so `use tapegrad::nn::Module` brings both.
+pub use tapegrad_derive::Module;
 pub use transformer::{CausalSelfAttention, Mlp, TransformerBlock};
 
 /// A layer or a whole model: a differentiable map with named parameters.

@@ -7,7 +7,9 @@
 use crate::error::{or_panic, Result, TensorError};
 use crate::ops::gemm::{gemm_into, MatRef};
 use crate::pool;
-use crate::shape::{broadcast_shapes, broadcast_strides, for_each_offset2, numel, try_numel, Shape};
+use crate::shape::{
+    broadcast_shapes, broadcast_strides, for_each_offset2, numel, try_numel, Shape,
+};
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
 
