@@ -49,4 +49,10 @@ mod markdown_docs {
     struct Losses;
     #[doc = include_str!("../docs/optimizers.md")]
     struct Optimizers;
+    #[doc = include_str!("../docs/transformer.md")]
+    struct Transformer;
+    #[doc = include_str!("../docs/convolution.md")]
+    struct Convolution;
+    #[doc = include_str!("../docs/distributed.md")]
+    struct Distributed;
 }

@@ -193,6 +193,9 @@ macro_rules! batch_norm_layer {
             fn forward(&self, x: &Tensor) -> Tensor {
                 or_panic(self.0.try_forward(x))
             }
+            fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
+                self.0.try_forward(x)
+            }
             fn named_parameters(&self) -> Vec<(String, Tensor)> {
                 self.0.params()
             }

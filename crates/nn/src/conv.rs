@@ -168,7 +168,10 @@ impl Conv2d {
 impl Module for Conv2d {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        or_panic(self.try_forward(x))
+        or_panic(Conv2d::try_forward(self, x))
+    }
+    fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
+        Conv2d::try_forward(self, x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         params(&self.weight, &self.bias)
@@ -254,7 +257,10 @@ impl Conv1d {
 impl Module for Conv1d {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        or_panic(self.try_forward(x))
+        or_panic(Conv1d::try_forward(self, x))
+    }
+    fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
+        Conv1d::try_forward(self, x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         params(&self.weight, &self.bias)
@@ -353,7 +359,10 @@ impl ConvTranspose2d {
 impl Module for ConvTranspose2d {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        or_panic(self.try_forward(x))
+        or_panic(ConvTranspose2d::try_forward(self, x))
+    }
+    fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
+        ConvTranspose2d::try_forward(self, x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         params(&self.weight, &self.bias)

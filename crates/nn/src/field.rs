@@ -108,6 +108,10 @@ impl<M: Module + ?Sized> Module for Box<M> {
         (**self).named_parameters()
     }
 
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        (**self).named_buffers()
+    }
+
     fn set_training(&mut self, training: bool) {
         (**self).set_training(training);
     }

@@ -30,6 +30,9 @@ impl Module for MaxPool2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         or_panic(x.try_max_pool2d(self.options))
     }
+    fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.try_max_pool2d(self.options)
+    }
 }
 
 /// Average pooling over the last two axes (`torch.nn.AvgPool2d`).
@@ -57,6 +60,9 @@ impl Module for AvgPool2d {
     fn forward(&self, x: &Tensor) -> Tensor {
         or_panic(x.try_avg_pool2d(self.options))
     }
+    fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.try_avg_pool2d(self.options)
+    }
 }
 
 /// Average pooling to a fixed output size (`torch.nn.AdaptiveAvgPool2d`).
@@ -77,6 +83,9 @@ impl Module for AdaptiveAvgPool2d {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
         or_panic(x.try_adaptive_avg_pool2d(self.output_size))
+    }
+    fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
+        x.try_adaptive_avg_pool2d(self.output_size)
     }
 }
 
@@ -115,6 +124,9 @@ impl Flatten {
 impl Module for Flatten {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        or_panic(self.try_forward(x))
+        or_panic(Flatten::try_forward(self, x))
+    }
+    fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
+        Flatten::try_forward(self, x)
     }
 }

@@ -179,6 +179,15 @@ pub(crate) fn or_panic_lr(lr: f64) {
     }
 }
 
+/// What a scheduler's per-group rate must be: finite. (It may go below zero: a linear
+/// one-cycle schedule ends slightly negative, as PyTorch's does.)
+#[track_caller]
+pub(crate) fn or_panic_nonfinite_lr(lr: f64) {
+    if !lr.is_finite() {
+        panic!("set_group_lr: Invalid learning rate: {lr}");
+    }
+}
+
 /// Shorthand for an [`OptimError::InvalidHyperParameter`].
 pub(crate) fn invalid(message: String) -> OptimError {
     OptimError::InvalidHyperParameter(message)

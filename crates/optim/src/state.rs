@@ -192,7 +192,7 @@ impl<C: GroupConfig> Params<C> {
 
     #[track_caller]
     pub(crate) fn set_group_lr(&mut self, group: usize, lr: f64) {
-        crate::error::or_panic_lr(lr);
+        crate::error::or_panic_nonfinite_lr(lr);
         self.check_group(group);
         self.configs[group].set_lr(lr);
     }
