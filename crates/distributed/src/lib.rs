@@ -3,7 +3,7 @@
 //! `DistributedOptimizer`).
 //!
 //! Every rank holds the whole model and trains on its own shard of each global batch (a
-//! [`tapegrad_data::DistributedSampler`]); [`DistributedOptimizer::step`] averages the
+//! [`tapegrad_data::DistributedSampler`]); `DistributedOptimizer::step` averages the
 //! gradients over the ranks, in flat buckets, before the wrapped optimizer updates, so
 //! every rank takes the same step and the models stay bit-identical.
 //!
@@ -29,8 +29,8 @@
 //! ```
 //!
 //! Without the `mpi` cargo feature the crate needs no MPI: it offers the same API over
-//! [`SingleProcess`], the bucket layout and the cost model. With it, [`World`] and
-//! [`run`] start MPI. See `docs/distributed.md` for the design, the guarantees and how
+//! [`SingleProcess`], the bucket layout and the cost model. With it, `World` and
+//! `run` start MPI. See `docs/distributed.md` for the design, the guarantees and how
 //! to launch a job.
 
 mod bucket;
