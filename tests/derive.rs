@@ -158,3 +158,41 @@ fn tuple_structs_name_fields_by_position() {
     assert_eq!(names, ["0.weight", "0.bias", "1.weight"]);
     assert_eq!(pair.forward(&Tensor::zeros(&[5, 2])).shape(), &[5, 1]);
 }
+
+/// BatchNorm's running statistics are buffers: a derived struct lists them under the
+/// same prefixed names as its parameters, so checkpoints and safetensors carry them.
+#[derive(Module)]
+struct Normed {
+    norms: Vec<tapegrad::nn::BatchNorm1d>,
+    extra: Option<tapegrad::nn::BatchNorm1d>,
+    fc: Linear,
+}
+
+impl Normed {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        self.fc.forward(&self.norms[0].forward(x))
+    }
+}
+
+#[test]
+fn buffers_are_listed_with_their_field_names() {
+    tapegrad::manual_seed(0);
+    let net = Normed {
+        norms: vec![tapegrad::nn::BatchNorm1d::new(2)],
+        extra: Some(tapegrad::nn::BatchNorm1d::new(2)),
+        fc: Linear::new(2, 1).unwrap(),
+    };
+    let names: Vec<String> = net.named_buffers().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(
+        names,
+        [
+            "norms.0.running_mean",
+            "norms.0.running_var",
+            "norms.0.num_batches_tracked",
+            "extra.running_mean",
+            "extra.running_var",
+            "extra.num_batches_tracked",
+        ]
+    );
+    assert_eq!(net.forward(&Tensor::ones(&[3, 2])).shape(), &[3, 1]);
+}

@@ -91,10 +91,13 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
     let (impl_generics, ty_generics, where_clause) = input.generics.split_for_impl();
     let tensor = quote!(#nn::Tensor);
     let field = quote!(#nn::ModuleField);
-    // One line per trait method and field; a new per-field method (named_buffers) is
-    // one more method in ModuleField and one more block here.
+    // One line per trait method and field; a new per-field method is one more method in
+    // ModuleField and one more block here.
     let params = fields.iter().map(
         |Field { member, name }| quote!(#field::field_parameters(&self.#member, #name, &mut out);),
+    );
+    let buffers = fields.iter().map(
+        |Field { member, name }| quote!(#field::field_buffers(&self.#member, #name, &mut out);),
     );
     let training = fields.iter().map(
         |Field { member, .. }| quote!(#field::field_set_training(&mut self.#member, training);),
@@ -124,6 +127,12 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             fn named_parameters(&self) -> ::std::vec::Vec<(::std::string::String, #tensor)> {
                 let mut out = ::std::vec::Vec::new();
                 #(#params)*
+                out
+            }
+
+            fn named_buffers(&self) -> ::std::vec::Vec<(::std::string::String, #tensor)> {
+                let mut out = ::std::vec::Vec::new();
+                #(#buffers)*
                 out
             }
 

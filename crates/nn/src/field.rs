@@ -14,6 +14,9 @@ pub trait ModuleField {
     /// Appends the field's parameters, their names prefixed with `name.`.
     fn field_parameters(&self, name: &str, out: &mut Vec<(String, Tensor)>);
 
+    /// Appends the field's buffers (BatchNorm's running statistics), prefixed the same way.
+    fn field_buffers(&self, name: &str, out: &mut Vec<(String, Tensor)>);
+
     /// Passes train/eval mode down.
     fn field_set_training(&mut self, training: bool);
 
@@ -27,6 +30,14 @@ impl<M: Module> ModuleField for M {
             self.named_parameters()
                 .into_iter()
                 .map(|(n, p)| (format!("{name}.{n}"), p)),
+        );
+    }
+
+    fn field_buffers(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
+        out.extend(
+            self.named_buffers()
+                .into_iter()
+                .map(|(n, b)| (format!("{name}.{n}"), b)),
         );
     }
 
@@ -45,6 +56,8 @@ impl ModuleField for Tensor {
         out.push((name.to_string(), self.clone()));
     }
 
+    fn field_buffers(&self, _name: &str, _out: &mut Vec<(String, Tensor)>) {}
+
     fn field_set_training(&mut self, _training: bool) {}
 
     fn field_children<'a>(&'a self, _name: &str, _out: &mut Vec<(String, &'a dyn Module)>) {}
@@ -55,6 +68,12 @@ impl<F: ModuleField> ModuleField for Option<F> {
     fn field_parameters(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
         if let Some(f) = self {
             f.field_parameters(name, out);
+        }
+    }
+
+    fn field_buffers(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
+        if let Some(f) = self {
+            f.field_buffers(name, out);
         }
     }
 
@@ -76,6 +95,12 @@ impl<F: ModuleField> ModuleField for Vec<F> {
     fn field_parameters(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
         for (i, f) in self.iter().enumerate() {
             f.field_parameters(&format!("{name}.{i}"), out);
+        }
+    }
+
+    fn field_buffers(&self, name: &str, out: &mut Vec<(String, Tensor)>) {
+        for (i, f) in self.iter().enumerate() {
+            f.field_buffers(&format!("{name}.{i}"), out);
         }
     }
 
