@@ -195,6 +195,9 @@ fn the_ordered_reduction_is_bit_identical_on_any_number_of_ranks() {
     assert_eq!(one, resumed);
 }
 
+/// Expects the job to end (within the timeout, so it did not hang) with a failure status
+/// and our own messages. Open MPI's "MPI_ABORT was invoked" banner is not required: its
+/// show_help relay sometimes loses it ("Data unpack would read past end of buffer").
 fn assert_job_fails(ranks: usize, how: &str, expect: &[&str]) {
     let done = mpirun(
         ranks,
@@ -222,15 +225,14 @@ fn a_panicking_rank_aborts_the_job() {
         "panic",
         &[
             "fails on purpose at step 3",
-            "rank 1 of 2 panicked",
-            "MPI_ABORT",
+            "rank 1 of 2 panicked; calling MPI_Abort",
         ],
     );
 }
 
 #[test]
 fn a_rank_returning_an_error_aborts_the_job() {
-    assert_job_fails(3, "error", &["rank 1 of 3 failed", "MPI_ABORT"]);
+    assert_job_fails(3, "error", &["rank 1 of 3 failed", "calling MPI_Abort"]);
 }
 
 #[test]
