@@ -8,25 +8,11 @@ use tapegrad::io::load_safetensors;
 use tapegrad::losses::CrossEntropyLoss;
 use tapegrad::nn::{Gpt, GptConfig, Module};
 
+#[path = "support/reference.rs"]
+mod reference;
+use reference::{floats, shape};
+
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/interop/");
-
-fn floats(v: &Value) -> Vec<f32> {
-    v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn shape(v: &Value) -> Vec<usize> {
-    v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
-        .collect()
-}
 
 fn config_of(v: &Value) -> GptConfig {
     let n = |key: &str| v[key].as_u64().unwrap() as usize;
@@ -62,13 +48,16 @@ fn pytorch_trained_gpt_reproduces_its_logits() {
     model.eval();
     load_safetensors(&model, format!("{FIXTURES}gpt.safetensors")).unwrap();
 
-    let ids: Vec<usize> = floats(&io["ids"]).iter().map(|&v| v as usize).collect();
+    let ids: Vec<usize> = floats(&io["ids"]["data"])
+        .iter()
+        .map(|&v| v as usize)
+        .collect();
     let [batch, seq] = shape(&io["ids"])[..] else {
         panic!("ids are [batch, seq]")
     };
     let logits = model.try_forward_ids(&ids, batch, seq).unwrap();
     assert_eq!(logits.shape(), shape(&io["logits"]).as_slice());
-    let expected = floats(&io["logits"]);
+    let expected = floats(&io["logits"]["data"]);
     let max_diff = logits
         .to_vec()
         .iter()
@@ -77,7 +66,10 @@ fn pytorch_trained_gpt_reproduces_its_logits() {
         .fold(0.0f32, f32::max);
     assert!(max_diff <= 1e-5, "max |logit − PyTorch| = {max_diff}");
 
-    let targets: Vec<i64> = floats(&io["targets"]).iter().map(|&v| v as i64).collect();
+    let targets: Vec<i64> = floats(&io["targets"]["data"])
+        .iter()
+        .map(|&v| v as i64)
+        .collect();
     let loss = CrossEntropyLoss::new()
         .forward(&logits.reshape(&[batch * seq, config.vocab_size]), &targets)
         .item();

@@ -9,24 +9,15 @@ use tapegrad_autograd::{
     Conv2dOptions as C, ConvTranspose2dOptions as T, Pool2dOptions as P, Tensor,
 };
 
-const JSON: &str = include_str!("../../../tools/reference/conv_reference.json");
-
-fn tensor(v: &Value) -> Tensor {
-    let dims = |v: &Value| -> Vec<usize> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d.as_u64().unwrap() as usize)
-            .collect()
-    };
-    let data: Vec<f32> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
-    Tensor::from_vec(data, &dims(&v["shape"])).unwrap()
+#[path = "../../../tests/support/reference.rs"]
+mod reference;
+use reference::tensor;
+/// Within 2e-5 relative (absolute below 1).
+fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
+    reference::assert_close(what, got, want, 2e-5);
 }
+
+const JSON: &str = include_str!("../../../tools/reference/conv_reference.json");
 
 /// The op of each case, with the script's fixed arguments. Batch-norm cases also return
 /// the running statistics they updated.
@@ -97,14 +88,6 @@ fn run(name: &str, x: &[Tensor]) -> (Tensor, Option<(Tensor, Tensor)>) {
         other => panic!("no Rust op for reference case {other}"),
     };
     (y, None)
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    for (i, (g, w)) in got.to_vec().iter().zip(want.to_vec()).enumerate() {
-        let tol = 2e-5 * w.abs().max(1.0);
-        assert!((g - w).abs() <= tol, "{what}[{i}]: got {g}, PyTorch {w}");
-    }
 }
 
 #[test]

@@ -7,23 +7,15 @@
 use serde_json::Value;
 use tapegrad_autograd::{GeluApprox, Tensor};
 
-const JSON: &str = include_str!("../../../tools/reference/ops_reference.json");
-
-fn tensor(v: &Value) -> Tensor {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let data: Vec<f32> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
-    Tensor::from_vec(data, &shape).unwrap()
+#[path = "../../../tests/support/reference.rs"]
+mod reference;
+use reference::tensor;
+/// Within 1e-5 relative (absolute below 1).
+fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
+    reference::assert_close(what, got, want, 1e-5);
 }
+
+const JSON: &str = include_str!("../../../tools/reference/ops_reference.json");
 
 /// The op of each case, by name; index arguments are the script's fixed ones.
 fn run(name: &str, x: &[Tensor]) -> Tensor {
@@ -71,14 +63,6 @@ fn run(name: &str, x: &[Tensor]) -> Tensor {
         "concat_1" => Tensor::concat(&[&x[0], &x[1]], 1),
         "unsqueeze_1" => x[0].unsqueeze(1),
         other => panic!("no Rust op for reference case {other}"),
-    }
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    for (i, (g, w)) in got.to_vec().iter().zip(want.to_vec()).enumerate() {
-        let tol = 1e-5 * w.abs().max(1.0);
-        assert!((g - w).abs() <= tol, "{what}[{i}]: got {g}, PyTorch {w}");
     }
 }
 

@@ -8,27 +8,15 @@
 use serde_json::Value;
 use tapegrad_autograd::{AttnMask, Tensor};
 
-const JSON: &str = include_str!("../../../tools/reference/attention_reference.json");
-
-fn tensor(v: &Value) -> Tensor {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let data: Vec<f32> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| match x.as_str() {
-            // JSON has no infinities; the script writes -inf (in masks) as a string.
-            Some("-inf") => f32::NEG_INFINITY,
-            _ => x.as_f64().unwrap() as f32,
-        })
-        .collect();
-    Tensor::from_vec(data, &shape).unwrap()
+#[path = "../../../tests/support/reference.rs"]
+mod reference;
+use reference::tensor;
+/// Within 2e-5 relative (absolute below 1).
+fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
+    reference::assert_close(what, got, want, 2e-5);
 }
+
+const JSON: &str = include_str!("../../../tools/reference/attention_reference.json");
 
 /// Multiplies the i-th piece by i + 1 and joins them again (as the script does), so
 /// every piece's gradient is told apart.
@@ -84,14 +72,6 @@ fn run(name: &str, x: &[Tensor]) -> Tensor {
             x[0].scaled_dot_product_attention(&x[1], &x[2], None, true)
         }
         other => panic!("no Rust op for reference case {other}"),
-    }
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    for (i, (g, w)) in got.to_vec().iter().zip(want.to_vec()).enumerate() {
-        let tol = 2e-5 * w.abs().max(1.0);
-        assert!((g - w).abs() <= tol, "{what}[{i}]: got {g}, PyTorch {w}");
     }
 }
 

@@ -13,6 +13,10 @@ use tapegrad_nn::{
     Module, Relu, Sequential,
 };
 
+#[path = "../../../tests/support/reference.rs"]
+mod reference;
+use reference::tensor;
+
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/interop/");
 
 /// The script's `nn.Sequential`, layer for layer, so the state-dict names agree.
@@ -35,22 +39,6 @@ fn cnn(rng: &mut StdRng) -> Sequential {
         .add(BatchNorm1d::new(16))
         .add(Relu)
         .add(Linear::new_with_rng(16, 10, rng).unwrap())
-}
-
-fn tensor(v: &Value) -> Tensor {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let data = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
-    Tensor::from_vec(data, &shape).unwrap()
 }
 
 #[test]

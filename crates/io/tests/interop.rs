@@ -10,6 +10,10 @@ use tapegrad_io::{
 };
 use tapegrad_nn::{prefixed_parameters, Linear, Module, Relu, Sequential};
 
+#[path = "../../../tests/support/reference.rs"]
+mod reference;
+use reference::tensor;
+
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/interop/");
 
 /// The reference `Net` of the PyTorch program, with its field names.
@@ -39,22 +43,6 @@ fn mlp(rng: &mut StdRng) -> Sequential {
         .add(Linear::new_with_rng(64, 128, rng).unwrap())
         .add(Relu)
         .add(Linear::new_with_rng(128, 10, rng).unwrap())
-}
-
-fn tensor(v: &Value) -> Tensor {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let data = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
-    Tensor::from_vec(data, &shape).unwrap()
 }
 
 fn check_outputs(model: &dyn Module, io_file: &str) {

@@ -8,32 +8,14 @@ use tapegrad_losses::{
     MseLoss, NllLoss, Reduction, SmoothL1Loss,
 };
 
+#[path = "../../../tests/support/reference.rs"]
+mod reference;
+use reference::{floats, shape, tensor};
+
 const REFERENCE: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../tools/reference/loss_reference.json"
 ));
-
-fn shape(v: &Value) -> Vec<usize> {
-    v["shape"]
-        .as_array()
-        .expect("shape")
-        .iter()
-        .map(|d| d.as_u64().expect("extent") as usize)
-        .collect()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v["data"]
-        .as_array()
-        .expect("data")
-        .iter()
-        .map(|x| x.as_f64().expect("number") as f32)
-        .collect()
-}
-
-fn tensor(v: &Value) -> Tensor {
-    Tensor::from_vec(floats(v), &shape(v)).expect("consistent tensor")
-}
 
 fn classes(v: &Value) -> Vec<i64> {
     v["data"]
@@ -150,13 +132,8 @@ fn run(case: &Value, input: &Tensor) -> Tensor {
 /// |a − b| ≤ 1e-6 + 1e-5·|b| element by element, with a message naming the case.
 fn assert_close(case: &str, what: &str, got: &Tensor, want: &Value) {
     assert_eq!(got.shape(), shape(want).as_slice(), "{case}: {what} shape");
-    assert_eq!(got.numel(), floats(want).len(), "{case}: {what} length");
-    for (i, (a, b)) in got.to_vec().iter().zip(floats(want)).enumerate() {
-        assert!(
-            (a - b).abs() <= 1e-6 + 1e-5 * b.abs(),
-            "{case}: {what}[{i}] = {a}, PyTorch says {b}"
-        );
-    }
+    let what = format!("{case}: {what}");
+    reference::assert_slices_close(&what, &got.to_vec(), &floats(&want["data"]), 1e-6, 1e-5);
 }
 
 #[test]

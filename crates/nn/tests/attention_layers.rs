@@ -10,33 +10,15 @@ use tapegrad_nn::{
     AttnMask, Elu, Module, MultiheadAttention, Silu, Softplus, Tensor, TransformerBlock,
 };
 
-const JSON: &str = include_str!("../../../tools/reference/mha_reference.json");
-
-fn tensor(v: &Value) -> Tensor {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let data: Vec<f32> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
-    Tensor::from_vec(data, &shape).unwrap()
-}
-
+#[path = "../../../tests/support/reference.rs"]
+mod reference;
+use reference::tensor;
+/// Within 1e-5 relative (absolute below 1).
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    for (i, (g, w)) in got.to_vec().iter().zip(want.to_vec()).enumerate() {
-        assert!(
-            (g - w).abs() <= 1e-5 * w.abs().max(1.0),
-            "{what}[{i}]: got {g}, PyTorch {w}"
-        );
-    }
+    reference::assert_close(what, got, want, 1e-5);
 }
+
+const JSON: &str = include_str!("../../../tools/reference/mha_reference.json");
 
 /// Copies every parameter from the case by its state-dict name; the names must match
 /// PyTorch's exactly, one for one.

@@ -9,6 +9,15 @@ use tapegrad_optim::*;
 mod common;
 use common::params;
 
+#[path = "../../../tests/support/reference.rs"]
+mod reference;
+use reference::{f64s, floats};
+
+/// The tolerance of the brief: |a − b| ≤ 1e-6 + 1e-5·|b|.
+fn close(actual: &[f32], expected: &[f32], what: &str) {
+    reference::assert_slices_close(what, actual, expected, 1e-6, 1e-5);
+}
+
 const REFERENCE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../tools/reference/optim_groups_reference.json"
@@ -17,33 +26,6 @@ const REFERENCE: &str = concat!(
 fn reference() -> Value {
     let text = std::fs::read_to_string(REFERENCE).expect("reference JSON is readable");
     serde_json::from_str(&text).expect("reference JSON parses")
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .expect("an array of numbers")
-        .iter()
-        .map(|x| x.as_f64().expect("a number") as f32)
-        .collect()
-}
-
-fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .expect("an array of numbers")
-        .iter()
-        .map(|x| x.as_f64().expect("a number"))
-        .collect()
-}
-
-/// |a − b| ≤ 1e-6 + 1e-5·|b|, as the single-group reference test.
-fn close(actual: &[f32], expected: &[f32], what: &str) {
-    assert_eq!(actual.len(), expected.len(), "{what}: length");
-    for (i, (&a, &b)) in actual.iter().zip(expected).enumerate() {
-        assert!(
-            (a - b).abs() <= 1e-6 + 1e-5 * b.abs(),
-            "{what}[{i}]: got {a}, PyTorch {b}"
-        );
-    }
 }
 
 /// Learning rates and momenta are f64 on both sides: equal to 1e-12 relative.

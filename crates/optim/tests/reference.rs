@@ -5,6 +5,15 @@ use serde_json::Value;
 use tapegrad_autograd::Tensor;
 use tapegrad_optim::*;
 
+#[path = "../../../tests/support/reference.rs"]
+mod reference;
+use reference::{floats, tensor};
+
+/// The tolerance of the brief: |a − b| ≤ 1e-6 + 1e-5·|b|.
+fn close(actual: &[f32], expected: &[f32], what: &str) {
+    reference::assert_slices_close(what, actual, expected, 1e-6, 1e-5);
+}
+
 const REFERENCE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../../tools/reference/optim_reference.json"
@@ -13,37 +22,6 @@ const REFERENCE: &str = concat!(
 fn reference() -> Value {
     let text = std::fs::read_to_string(REFERENCE).expect("reference JSON is readable");
     serde_json::from_str(&text).expect("reference JSON parses")
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .expect("an array of numbers")
-        .iter()
-        .map(|x| x.as_f64().expect("a number") as f32)
-        .collect()
-}
-
-fn tensor(v: &Value) -> Tensor {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .expect("a shape")
-        .iter()
-        .map(|d| d.as_u64().expect("an extent") as usize)
-        .collect();
-    Tensor::from_vec(floats(&v["data"]), &shape).expect("data fits its shape")
-}
-
-/// The tolerance of the brief: |a − b| ≤ 1e-6 + 1e-5·|b|.
-fn close(actual: &[f32], expected: &[f32], what: &str) {
-    assert_eq!(actual.len(), expected.len(), "{what}: length");
-    for (i, (&a, &b)) in actual.iter().zip(expected).enumerate() {
-        let tol = 1e-6 + 1e-5 * b.abs();
-        assert!(
-            (a - b).abs() <= tol,
-            "{what}[{i}]: got {a}, PyTorch {b} (diff {})",
-            (a - b).abs()
-        );
-    }
 }
 
 fn num(cfg: &Value, key: &str, default: f64) -> f64 {
