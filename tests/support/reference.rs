@@ -64,3 +64,33 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
         );
     }
 }
+
+/// The inputs of an op case (`case["inputs"]`), each a leaf that requires grad.
+pub fn inputs(case: &Value) -> Vec<Tensor> {
+    case["inputs"]
+        .as_array()
+        .expect("inputs")
+        .iter()
+        .map(|v| tensor(v).with_requires_grad(true))
+        .collect()
+}
+
+/// Checks an op case: `out` against `case["output"]`, then the gradients of
+/// `(out · case["weights"]).sum()` against `case["grads"]`, one per input. An input that
+/// gets no gradient at all (a mask) must have PyTorch's gradient of zeros.
+pub fn check_output_and_grads(case: &Value, inputs: &[Tensor], out: &Tensor, tol: f32) {
+    let name = case["name"].as_str().expect("name");
+    assert_close(
+        &format!("{name} output"),
+        out,
+        &tensor(&case["output"]),
+        tol,
+    );
+    (out * &tensor(&case["weights"])).sum().backward();
+    let grads = case["grads"].as_array().expect("grads");
+    assert_eq!(grads.len(), inputs.len(), "{name}: one gradient per input");
+    for (i, (input, want)) in inputs.iter().zip(grads).enumerate() {
+        let grad = input.grad().unwrap_or_else(|| Tensor::zeros(input.shape()));
+        assert_close(&format!("{name} grad {i}"), &grad, &tensor(want), tol);
+    }
+}

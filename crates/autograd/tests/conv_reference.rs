@@ -12,10 +12,9 @@ use tapegrad_autograd::{
 #[path = "../../../tests/support/reference.rs"]
 mod reference;
 use reference::tensor;
-/// Within 2e-5 relative (absolute below 1).
-fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
-    reference::assert_close(what, got, want, 2e-5);
-}
+
+/// PyTorch agreement: |ours − theirs| ≤ TOL·max(|theirs|, 1).
+const TOL: f32 = 2e-5;
 
 const JSON: &str = include_str!("../../../tools/reference/conv_reference.json");
 
@@ -96,35 +95,23 @@ fn every_conv_and_pool_op_matches_pytorch() {
     let cases = json["cases"].as_array().unwrap();
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let inputs: Vec<Tensor> = case["inputs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| tensor(v).with_requires_grad(true))
-            .collect();
+        let inputs = reference::inputs(case);
         let (out, running) = run(name, &inputs);
-        assert_close(&format!("{name} output"), &out, &tensor(&case["output"]));
         if let Some((rm, rv)) = running {
-            assert_close(
+            reference::assert_close(
                 &format!("{name} running_mean"),
                 &rm,
                 &tensor(&case["extra"]["running_mean"]),
+                TOL,
             );
-            assert_close(
+            reference::assert_close(
                 &format!("{name} running_var"),
                 &rv,
                 &tensor(&case["extra"]["running_var"]),
+                TOL,
             );
         }
-        (&out * &tensor(&case["weights"])).sum().backward();
-        for (i, (input, want)) in inputs
-            .iter()
-            .zip(case["grads"].as_array().unwrap())
-            .enumerate()
-        {
-            let grad = input.grad().expect("every input gets a gradient");
-            assert_close(&format!("{name} grad {i}"), &grad, &tensor(want));
-        }
+        reference::check_output_and_grads(case, &inputs, &out, TOL);
     }
     assert_eq!(cases.len(), 26);
 }

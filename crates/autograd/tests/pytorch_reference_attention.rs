@@ -10,11 +10,9 @@ use tapegrad_autograd::{AttnMask, Tensor};
 
 #[path = "../../../tests/support/reference.rs"]
 mod reference;
-use reference::tensor;
-/// Within 2e-5 relative (absolute below 1).
-fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
-    reference::assert_close(what, got, want, 2e-5);
-}
+
+/// PyTorch agreement: |ours − theirs| ≤ TOL·max(|theirs|, 1).
+const TOL: f32 = 2e-5;
 
 const JSON: &str = include_str!("../../../tools/reference/attention_reference.json");
 
@@ -82,24 +80,9 @@ fn attention_ops_match_pytorch() {
     let mut checked = 0;
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let inputs: Vec<Tensor> = case["inputs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| tensor(v).with_requires_grad(true))
-            .collect();
+        let inputs = reference::inputs(case);
         let out = run(name, &inputs);
-        assert_close(&format!("{name} output"), &out, &tensor(&case["output"]));
-        (&out * &tensor(&case["weights"])).sum().backward();
-        for (i, (input, want)) in inputs
-            .iter()
-            .zip(case["grads"].as_array().unwrap())
-            .enumerate()
-        {
-            // Masks get no gradient at all; PyTorch's reference holds zeros for them.
-            let grad = input.grad().unwrap_or_else(|| Tensor::zeros(input.shape()));
-            assert_close(&format!("{name} grad {i}"), &grad, &tensor(want));
-        }
+        reference::check_output_and_grads(case, &inputs, &out, TOL);
         checked += 1;
     }
     assert_eq!(checked, cases.len());
