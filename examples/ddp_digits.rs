@@ -7,6 +7,8 @@
 //! `cargo build --release --features mpi --example ddp_digits &&
 //!  mpirun -np 2 target/release/examples/ddp_digits`
 
+mod common;
+
 use tapegrad::autograd::rand::{rngs::StdRng, SeedableRng};
 use tapegrad::data::{read_csv, train_test_split, DataLoader, DistributedSampler, TensorDataset};
 use tapegrad::distributed::{
@@ -17,7 +19,6 @@ use tapegrad::io::Checkpoint;
 use tapegrad::losses::CrossEntropyLoss;
 use tapegrad::nn::{Linear, Module, Relu, Sequential};
 use tapegrad::optim::{Adam, AdamConfig, Optimizer};
-use tapegrad::{no_grad, Tensor};
 
 const EPOCHS: usize = 30;
 const GLOBAL_BATCH: usize = 32;
@@ -77,7 +78,7 @@ fn main() {
                 batches += 1;
             }
             let loss = mean_over_ranks(world, total / batches as f64);
-            let correct = correct_of(&net, &test_part.features, &test_labels);
+            let correct = common::correct_predictions(&net, &test_part.features, &test_labels);
             accuracy = sum_over_ranks(world, correct as f64) / test.len() as f64;
             rank0_println!(
                 world,
@@ -94,13 +95,4 @@ fn main() {
         rank0_println!(world, "test_accuracy={accuracy:.4}");
         Ok(())
     });
-}
-
-fn correct_of(net: &Sequential, x: &Tensor, labels: &[i64]) -> usize {
-    let predicted = no_grad(|| net.forward(x)).argmax_axis(1);
-    predicted
-        .iter()
-        .zip(labels)
-        .filter(|(p, y)| **p as i64 == **y)
-        .count()
 }

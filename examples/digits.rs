@@ -3,6 +3,8 @@
 //!
 //! Run: `cargo run --release --example digits`
 
+mod common;
+
 use std::error::Error;
 
 use tapegrad::prelude::*;
@@ -46,7 +48,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             total += loss.item();
             batches += 1;
         }
-        accuracy = accuracy_of(&net, &test.features, &test_labels);
+        accuracy = common::accuracy(&net, &test.features, &test_labels);
         println!(
             "epoch {epoch:2}  train loss {:.4}  test accuracy {accuracy:.4}",
             total / batches as f32
@@ -54,14 +56,4 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     println!("test_accuracy={accuracy:.4}");
     Ok(())
-}
-
-fn accuracy_of(net: &Sequential, x: &Tensor, labels: &[i64]) -> f32 {
-    let predicted = no_grad(|| net.forward(x)).argmax_axis(1);
-    let correct = predicted
-        .iter()
-        .zip(labels)
-        .filter(|(p, y)| **p as i64 == **y)
-        .count();
-    correct as f32 / labels.len() as f32
 }

@@ -9,6 +9,8 @@
 //! initialisation and the shuffling; the split is always the `digits` example's).
 //! `-- --write-split FILE` writes the split's row indices as JSON for the PyTorch script.
 
+mod common;
+
 use std::error::Error;
 
 use tapegrad::autograd::rand::{rngs::StdRng, SeedableRng};
@@ -16,7 +18,6 @@ use tapegrad::data::{read_csv, train_test_split, DataLoader, TensorDataset};
 use tapegrad::losses::CrossEntropyLoss;
 use tapegrad::nn::{Conv2d, Conv2dOptions, Flatten, Linear, MaxPool2d, Module, Relu, Sequential};
 use tapegrad::optim::{Adam, AdamConfig, Optimizer};
-use tapegrad::{no_grad, Tensor};
 
 const EPOCHS: usize = 30;
 const BATCH: usize = 32;
@@ -100,7 +101,7 @@ fn main() -> Result<(), Box<dyn Error>> {
             total += loss.item();
             batches += 1;
         }
-        accuracy = accuracy_of(&net, &test_images, &test_labels);
+        accuracy = common::accuracy(&net, &test_images, &test_labels);
         println!(
             "epoch {epoch:2}  train loss {:.4}  test accuracy {accuracy:.4}",
             total / batches as f32
@@ -108,14 +109,4 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     println!("test_accuracy={accuracy:.4}");
     Ok(())
-}
-
-fn accuracy_of(net: &Sequential, x: &Tensor, labels: &[i64]) -> f32 {
-    let predicted = no_grad(|| net.forward(x)).argmax_axis(1);
-    let correct = predicted
-        .iter()
-        .zip(labels)
-        .filter(|(p, y)| **p as i64 == **y)
-        .count();
-    correct as f32 / labels.len() as f32
 }
