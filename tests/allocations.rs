@@ -1,9 +1,12 @@
 //! Heap allocations per steady-state training step, counted by a global allocator.
 //!
-//! Buffers come from the tensor pool, so what remains per step is bookkeeping: one
-//! `Rc` per tensor an op creates, the backward pass's gradient slots, loss closures.
-//! The bounds below catch regressions; `cargo test --test allocations -- --nocapture`
-//! prints the counts.
+//! Buffers come from the tensor pool, tensor headers are reused (`tensor.rs`), the
+//! backward pass's gradient slots and the tape's arena are kept between steps, so what
+//! remains per step is the losses' own bookkeeping: `custom_op`'s boxed backward
+//! closure and its input list, and the `Vec`s the losses build (MSE: 6 per W1 step;
+//! cross-entropy's target checks and closures: 10 per W2 step), plus the convolution
+//! path's input lists in W4/W5. The bounds below catch regressions;
+//! `cargo test --test allocations -- --nocapture` prints the counts.
 
 mod common;
 
@@ -61,8 +64,8 @@ fn steady_state_steps_allocate_only_bookkeeping() {
         "allocations per step: w1_seed_step {w1:.1}, w2_mlp_adam_step {w2:.1}, \
          w4_digits_cnn_step {w4:.1}, w5_conv_step {w5:.1}"
     );
-    assert!(w4 <= 70.0, "w4 allocates {w4} times per step");
-    assert!(w5 <= 80.0, "w5 allocates {w5} times per step");
-    assert!(w1 <= 40.0, "w1 allocates {w1} times per step");
-    assert!(w2 <= 30.0, "w2 allocates {w2} times per step");
+    assert!(w4 <= 40.0, "w4 allocates {w4} times per step");
+    assert!(w5 <= 40.0, "w5 allocates {w5} times per step");
+    assert!(w1 <= 6.0, "w1 allocates {w1} times per step");
+    assert!(w2 <= 10.0, "w2 allocates {w2} times per step");
 }

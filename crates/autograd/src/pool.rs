@@ -11,14 +11,17 @@ use std::cell::RefCell;
 use crate::error::TensorError;
 
 /// Most buffers the pool keeps; a training step of a deep model needs a few dozen.
-const MAX_BUFFERS: usize = 128;
+const MAX_BUFFERS: usize = 512;
 /// Most bytes the pool keeps, so a one-off huge tensor is not held forever.
 const MAX_BYTES: usize = 512 << 20;
 
 /// Free buffers grouped by capacity. A training loop asks for the same few sizes every
 /// step, so a request is an exact-size lookup among a handful of classes, not a scan
-/// of every free buffer. When the pool is full, the class used longest ago gives up a
-/// buffer, so sizes a program stopped using do not crowd out the ones it uses.
+/// of every free buffer. When the pool is full, the class *asked for* longest ago gives
+/// up a buffer: sizes a program stopped using, and buffers made outside the pool (a
+/// loss's own `Vec`s) that are given back every step but never asked for, go first,
+/// instead of the sizes the next step will ask for (evicting those cost allocations
+/// every step).
 #[derive(Default)]
 struct Pool {
     classes: Vec<Class>,
@@ -30,21 +33,48 @@ struct Pool {
 struct Class {
     capacity: usize,
     free: Vec<Vec<f32>>,
+    /// When this size was last asked for (0: never).
     last_used: u64,
 }
 
 impl Pool {
     fn class(&mut self, capacity: usize) -> Option<&mut Class> {
-        self.clock += 1;
-        let clock = self.clock;
-        let class = self.classes.iter_mut().find(|c| c.capacity == capacity)?;
-        class.last_used = clock;
-        Some(class)
+        self.classes.iter_mut().find(|c| c.capacity == capacity)
     }
 
-    /// Frees one buffer of the least recently used class; false when there is none.
+    /// The class of a request for `capacity`, made (empty) on the first request, so a
+    /// buffer given back later is known to be wanted.
+    fn asked(&mut self, capacity: usize) -> &mut Class {
+        self.clock += 1;
+        let clock = self.clock;
+        let i = match self.classes.iter().position(|c| c.capacity == capacity) {
+            Some(i) => i,
+            None => {
+                self.classes.push(Class {
+                    capacity,
+                    free: Vec::new(),
+                    last_used: clock,
+                });
+                self.classes.len() - 1
+            }
+        };
+        let class = &mut self.classes[i];
+        class.last_used = clock;
+        class
+    }
+
+    /// Frees one buffer of the least recently used class holding one; false when
+    /// there is none. An emptied class is kept (its list's capacity with it), so a
+    /// size in use does not cost an allocation each time it is given back; only past
+    /// `MAX_CLASSES` are empty classes dropped.
     fn evict(&mut self) -> bool {
-        let Some(i) = (0..self.classes.len()).min_by_key(|&i| self.classes[i].last_used) else {
+        if self.classes.len() > MAX_CLASSES {
+            self.classes.retain(|c| !c.free.is_empty());
+        }
+        let Some(i) = (0..self.classes.len())
+            .filter(|&i| !self.classes[i].free.is_empty())
+            .min_by_key(|&i| self.classes[i].last_used)
+        else {
             return false;
         };
         let class = &mut self.classes[i];
@@ -52,12 +82,12 @@ impl Pool {
             self.count -= 1;
             self.bytes -= class.capacity * 4;
         }
-        if class.free.is_empty() {
-            self.classes.swap_remove(i);
-        }
         true
     }
 }
+
+/// Most size classes kept while empty.
+const MAX_CLASSES: usize = 256;
 
 thread_local! {
     static POOL: RefCell<Pool> = RefCell::new(Pool::default());
@@ -105,7 +135,7 @@ pub(crate) fn for_overwrite(len: usize) -> Vec<f32> {
 fn reuse(len: usize) -> Option<Vec<f32>> {
     POOL.try_with(|pool| {
         let mut pool = pool.borrow_mut();
-        let buf = pool.class(len)?.free.pop()?;
+        let buf = pool.asked(len).free.pop()?;
         pool.count -= 1;
         pool.bytes -= len * 4;
         Some(buf)
@@ -147,13 +177,12 @@ pub(crate) fn give(buf: Vec<f32>) {
         }
         pool.count += 1;
         pool.bytes += cap * 4;
-        let clock = pool.clock;
         match pool.class(cap) {
             Some(class) => class.free.push(buf),
             None => pool.classes.push(Class {
                 capacity: cap,
                 free: vec![buf],
-                last_used: clock,
+                last_used: 0,
             }),
         }
     });

@@ -88,6 +88,8 @@ thread_local! {
         })
     };
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
+    /// The gradient slots of the last backward, kept (empty) for the next one.
+    static SPARE_SLOTS: Cell<Vec<Option<Vec<f32>>>> = const { Cell::new(Vec::new()) };
 }
 
 /// Whether ops record themselves right now (false inside [`no_grad`]).
@@ -263,8 +265,11 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
 
     let check = is_anomaly_enabled();
     let last = id.index as usize;
+    // The slot list of the previous backward, so a steady-state step allocates none.
+    let mut slots = SPARE_SLOTS.with(Cell::take);
+    slots.resize_with(last + 1, || None);
     let mut grads = Grads {
-        slots: (0..=last).map(|_| None).collect(),
+        slots,
         generation,
         stale: false,
         check,
@@ -316,6 +321,10 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
         }
     }
     let stale = grads.stale;
+    let mut slots = grads.slots;
+    // Gradients left over (a stop at an anomaly) go back to the pool.
+    slots.drain(..).flatten().for_each(pool::give);
+    SPARE_SLOTS.with(|s| s.set(slots));
     // Dropping the record hands its saved buffers back to the pool; the empty arena
     // goes back to the tape so its capacity is reused by the next step.
     let mut nodes = nodes;

@@ -7,6 +7,7 @@
 
 use std::cell::{Cell, Ref, RefCell, RefMut};
 use std::fmt;
+use std::mem::ManuallyDrop;
 use std::rc::Rc;
 
 use rand::Rng;
@@ -22,7 +23,7 @@ pub type DataAndGrad<'a> = (RefMut<'a, [f32]>, RefMut<'a, [f32]>);
 
 /// An n-dimensional f32 tensor; a cheap-to-clone handle to shared storage.
 #[derive(Clone)]
-pub struct Tensor(pub(crate) Rc<Inner>);
+pub struct Tensor(pub(crate) ManuallyDrop<Rc<Inner>>);
 
 pub(crate) struct Inner {
     pub(crate) data: RefCell<Vec<f32>>,
@@ -32,19 +33,51 @@ pub(crate) struct Inner {
     /// Only meaningful on leaves: whether `backward` accumulates into `grad`.
     pub(crate) requires_grad: Cell<bool>,
     pub(crate) grad: RefCell<Option<Vec<f32>>>,
+    /// False while the header waits among the spare ones (counted out of `LIVE`).
+    live: Cell<bool>,
 }
 
 thread_local! {
     static LIVE: Cell<usize> = const { Cell::new(0) };
+    /// Headers of dropped tensors, kept for the next tensors made on this thread: every
+    /// op's output needs one, and reusing them is what lets a steady-state training step
+    /// run without a heap allocation.
+    static SPARE_HEADERS: RefCell<Vec<Rc<Inner>>> = const { RefCell::new(Vec::new()) };
 }
 
-impl Drop for Inner {
+/// Most dropped headers kept per thread (a few dozen bytes each).
+const MAX_SPARE_HEADERS: usize = 1024;
+
+impl Drop for Tensor {
+    /// The last handle to a tensor hands its storage to the pool and keeps its header
+    /// for reuse by [`Tensor::from_parts`] instead of freeing it.
     fn drop(&mut self) {
-        pool::give(std::mem::take(self.data.get_mut()));
-        if let Some(g) = self.grad.get_mut().take() {
-            pool::give(g);
+        // SAFETY: `self.0` is not touched again: this is the handle's drop.
+        let mut header = unsafe { ManuallyDrop::take(&mut self.0) };
+        if Rc::get_mut(&mut header).is_none() {
+            return; // Other handles remain: only the count goes down.
         }
-        let _ = LIVE.try_with(|n| n.set(n.get() - 1));
+        // If the header is not kept (no room, thread teardown), it drops as before.
+        let _ = SPARE_HEADERS.try_with(move |spare| {
+            let Ok(mut spare) = spare.try_borrow_mut() else {
+                return;
+            };
+            let Some(inner) = Rc::get_mut(&mut header) else {
+                return;
+            };
+            if spare.len() >= MAX_SPARE_HEADERS {
+                return;
+            }
+            pool::give(std::mem::take(inner.data.get_mut()));
+            if let Some(g) = inner.grad.get_mut().take() {
+                pool::give(g);
+            }
+            inner.node.set(None);
+            inner.requires_grad.set(false);
+            inner.live.set(false);
+            let _ = LIVE.try_with(|n| n.set(n.get() - 1));
+            spare.push(header);
+        });
     }
 }
 
@@ -68,13 +101,28 @@ impl Tensor {
             data.len()
         );
         LIVE.with(|n| n.set(n.get() + 1));
-        Tensor(Rc::new(Inner {
+        let spare = SPARE_HEADERS
+            .try_with(|s| s.try_borrow_mut().ok()?.pop())
+            .ok()
+            .flatten();
+        if let Some(mut header) = spare {
+            if let Some(inner) = Rc::get_mut(&mut header) {
+                // A spare header's storage and gradient went back to the pool and its
+                // flags were reset when it was kept.
+                *inner.data.get_mut() = data;
+                inner.shape = shape;
+                inner.live.set(true);
+                return Tensor(ManuallyDrop::new(header));
+            }
+        }
+        Tensor(ManuallyDrop::new(Rc::new(Inner {
             data: RefCell::new(data),
             shape,
             node: Cell::new(None),
             requires_grad: Cell::new(false),
             grad: RefCell::new(None),
-        }))
+            live: Cell::new(true),
+        })))
     }
 
     /// A tensor of `shape` holding `data` in row-major order.

@@ -195,9 +195,25 @@ fn update_elements<const L2: bool, const AMS: bool>(
 
 /// Elements below which a parameter is not worth splitting between threads.
 const PARALLEL_MIN: usize = 1 << 15;
+/// Elements per part of a split parameter: fixed, so the parts do not depend on the
+/// thread count (the update is elementwise anyway), and small enough that two threads
+/// share a 400k-element weight evenly.
+const CHUNK: usize = 1 << 15;
 
-/// [`update_elements`] over `parts` contiguous pieces of the parameter on rayon's
-/// threads. The update is elementwise, so the split changes no bit of the result.
+/// Mutable base pointers of one parameter's buffers, shared by the parts of a split.
+struct Bases {
+    theta: *mut f32,
+    m: *mut f32,
+    v: *mut f32,
+    v_max: *mut f32,
+}
+
+// SAFETY: each part reconstructs only its own disjoint range from the pointers.
+unsafe impl Sync for Bases {}
+
+/// [`update_elements`] over fixed chunks of the parameter, shared between up to
+/// `threads` threads (tapegrad's pool: the caller works too, no rayon wake-up). The
+/// update is elementwise, so the split changes no bit of the result.
 fn update_split<const L2: bool, const AMS: bool>(
     theta: &mut [f32],
     grad: &[f32],
@@ -205,26 +221,40 @@ fn update_split<const L2: bool, const AMS: bool>(
     v: &mut [f32],
     v_max: &mut [f32],
     k: &Scalars,
-    parts: usize,
+    threads: usize,
 ) {
-    if parts < 2 || theta.len() < PARALLEL_MIN {
-        // Worker threads are outside the optimizer's FMA-dispatched call: dispatch again.
+    let n = theta.len();
+    if threads < 2 || n < PARALLEL_MIN {
         return with_fma(|| update_elements::<L2, AMS>(theta, grad, m, v, v_max, k));
     }
-    let mid = theta.len() / 2;
-    let (t1, t2) = theta.split_at_mut(mid);
-    let (g1, g2) = grad.split_at(mid);
-    let (m1, m2) = m.split_at_mut(mid);
-    let (v1, v2) = v.split_at_mut(mid);
-    let (x1, x2) = if AMS {
-        v_max.split_at_mut(mid)
-    } else {
-        (&mut [][..], &mut [][..])
+    assert!(grad.len() == n && m.len() == n && v.len() == n && (!AMS || v_max.len() == n));
+    let bases = Bases {
+        theta: theta.as_mut_ptr(),
+        m: m.as_mut_ptr(),
+        v: v.as_mut_ptr(),
+        v_max: v_max.as_mut_ptr(),
     };
-    rayon::join(
-        || update_split::<L2, AMS>(t1, g1, m1, v1, x1, k, parts / 2),
-        || update_split::<L2, AMS>(t2, g2, m2, v2, x2, k, parts - parts / 2),
-    );
+    let bases = &bases;
+    tapegrad_autograd::parallel::for_each_part(n.div_ceil(CHUNK), |i| {
+        let (lo, len) = (i * CHUNK, CHUNK.min(n - i * CHUNK));
+        // SAFETY: part i touches elements lo..lo + len only, disjoint from every other
+        // part, inside buffers of n elements (asserted above; v_max only with AMS), and
+        // the exclusive borrows they came from outlive the region.
+        let (t, mm, vv, x) = unsafe {
+            (
+                std::slice::from_raw_parts_mut(bases.theta.add(lo), len),
+                std::slice::from_raw_parts_mut(bases.m.add(lo), len),
+                std::slice::from_raw_parts_mut(bases.v.add(lo), len),
+                if AMS {
+                    std::slice::from_raw_parts_mut(bases.v_max.add(lo), len)
+                } else {
+                    &mut [][..]
+                },
+            )
+        };
+        // Worker threads are outside the optimizer's FMA-dispatched call: dispatch again.
+        with_fma(|| update_elements::<L2, AMS>(t, &grad[lo..lo + len], mm, vv, x, k));
+    });
 }
 
 /// Parameters and moment buffers, shared by Adam and AdamW.

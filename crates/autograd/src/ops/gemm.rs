@@ -16,6 +16,7 @@ use crate::pool;
 mod blis;
 mod crate_path;
 mod kernels;
+mod pack;
 
 /// 0 means "not set": use the machine's available parallelism.
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);

@@ -8,18 +8,19 @@
 //! copied first), pads edges with zeros, and goes into per-thread buffers that are
 //! grown once and reused, so a steady-state product allocates nothing.
 //!
-//! Threads split the output only, never k: B's block is packed by all threads (each a
-//! range of panels), then each thread takes a range of A's row blocks (or, when m is
-//! too short to share, a range of B's panels). Every element therefore sums over k in
-//! the same order — the fixed KC blocks, each summed from zero by the kernel and then
-//! added to C — whatever the thread count, and results are bit-identical.
+//! Threads split the output only, never k: C is cut into one rectangle per thread
+//! (see [`split`]), and each thread runs the whole loop nest above on its rectangle,
+//! packing its own panels, so a product is a single parallel region (`parallel`) with
+//! no barrier inside. Every element therefore sums over k in the same order — the
+//! fixed KC blocks, each summed from zero by the kernel and then added to C — whatever
+//! the thread count, and results are bit-identical.
 
 use std::cell::Cell;
 
-use rayon::prelude::*;
-
 use super::kernels::{Kernel, MAX_TILE};
+use super::pack::{pack_a_panel, pack_b_panel};
 use super::MatRef;
+use crate::parallel;
 
 /// Depth of a k block: a `KC × NR` panel of B (16 KiB for NR = 16) stays in the 32 KiB
 /// L1 while A's panels stream past it.
@@ -32,7 +33,7 @@ const NC: usize = 4080;
 thread_local! {
     /// This thread's packing buffer for A's blocks.
     static PACK_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
-    /// The calling thread's packing buffer for B's blocks (shared with the workers).
+    /// This thread's packing buffer for B's blocks.
     static PACK_B: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
@@ -99,243 +100,145 @@ pub(crate) fn gemm(
         "gemm: operand out of bounds"
     );
     let (mr, nr) = (kernel.mr, kernel.nr);
-    let m_panels = m.div_ceil(mr);
-    // Row blocks of about MC rows, as many as a multiple of the threads so they share
-    // evenly; when m is too short for that, threads split B's panels instead.
-    let mut row_blocks = m.div_ceil(MC);
-    let mut col_parts = 1;
-    if threads > 1 {
-        if m_panels >= 2 * threads {
-            row_blocks = row_blocks.div_ceil(threads) * threads;
-        } else {
-            col_parts = threads;
+    let (m_panels, n_panels) = (m.div_ceil(mr), n.div_ceil(nr));
+    let (row_parts, col_parts) = split(m_panels, n_panels, threads);
+    let out = OutPtr(c.as_mut_ptr());
+    let part = |t: usize| {
+        let (rp, cp) = (t / col_parts, t % col_parts);
+        let i0 = (rp * m_panels / row_parts) * mr;
+        let i1 = ((rp + 1) * m_panels / row_parts * mr).min(m);
+        let j0 = (cp * n_panels / col_parts) * nr;
+        let j1 = ((cp + 1) * n_panels / col_parts * nr).min(n);
+        let a_part = MatRef {
+            data: &a.data[i0 * a.row_stride..],
+            ..a
+        };
+        let b_part = MatRef {
+            data: &b.data[j0 * b.col_stride..],
+            ..b
+        };
+        // SAFETY: part t writes rows i0..i1 × columns j0..j1 of `c` only, disjoint from
+        // every other part's rectangle; `c` holds m × n with row stride n (asserted).
+        unsafe {
+            block(
+                kernel,
+                (i1 - i0, j1 - j0, k),
+                a_part,
+                b_part,
+                OutPtr(out.at(i0 * n + j0)),
+                n,
+                accumulate,
+            )
+        };
+    };
+    let parts = row_parts * col_parts;
+    if parts > 1 {
+        parallel::for_each_part(parts, part);
+    } else {
+        part(0);
+    }
+}
+
+/// How the threads share C: `(row parts, column parts)`, each part a rectangle that one
+/// thread computes alone, packing its own panels, so a product is one parallel region
+/// with no barrier. A part packs all of B's columns it touches and all of A's rows:
+/// splitting C's columns in c parts packs A c times, splitting rows in r parts packs B
+/// r times, so the split that copies least is chosen (columns when n ≥ m). Splitting
+/// C never changes any element's sum over k.
+fn split(m_panels: usize, n_panels: usize, threads: usize) -> (usize, usize) {
+    let mut best = (1, 1);
+    let mut best_cost = usize::MAX;
+    for r in 1..=threads {
+        if threads % r != 0 {
+            continue;
+        }
+        let c = threads / r;
+        if r > m_panels || c > n_panels {
+            continue;
+        }
+        // Floats packed again, in panel units of the other side.
+        let cost = (c - 1) * m_panels + (r - 1) * n_panels;
+        if cost < best_cost {
+            (best, best_cost) = ((r, c), cost);
         }
     }
-    let row_blocks = row_blocks.min(m_panels);
+    if best == (1, 1) && threads > 1 && (m_panels > 1 || n_panels > 1) {
+        // Too few panels on either side for a full split: split the longer side.
+        return if m_panels >= n_panels {
+            (m_panels.min(threads), 1)
+        } else {
+            (1, n_panels.min(threads))
+        };
+    }
+    best
+}
+
+/// One thread's share: `c[m×n] (+)= a·b` for `(m, n, k) = dims`, C at `c` with row
+/// stride `ldc`, in the BLIS loop order (column blocks, k blocks packing B, row blocks
+/// packing A, the macro-kernel).
+///
+/// # Safety
+/// `c` must point to an m × n block of row stride `ldc` that the caller may write and
+/// no one else touches during the call; the views must hold m × k and k × n.
+unsafe fn block(
+    kernel: &Kernel,
+    (m, n, k): (usize, usize, usize),
+    a: MatRef,
+    b: MatRef,
+    c: OutPtr,
+    ldc: usize,
+    accumulate: bool,
+) {
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let m_panels = m.div_ceil(mr);
+    // Row blocks of about MC rows, the panels shared evenly between them.
+    let row_blocks = m.div_ceil(MC).min(m_panels);
     let max_block_panels = m_panels.div_ceil(row_blocks);
     let nc_max = NC / nr * nr;
-    let out = OutPtr(c.as_mut_ptr());
-
     // Equal k blocks (784 = 4 × 196, not 3 × 256 + 16: a short last block would pay
     // the tile stores for little arithmetic). Fixed by k alone, never by the threads.
     let kc_step = k.div_ceil(k.div_ceil(KC));
     let b_len = kc_step * nc_max.min(n.div_ceil(nr) * nr);
+    let simd = kernel.simd_pack;
     with_buffer(&PACK_B, b_len, |packed_b| {
-        for jc in (0..n).step_by(nc_max) {
-            let nc = nc_max.min(n - jc);
-            let n_panels = nc.div_ceil(nr);
-            for pc in (0..k).step_by(kc_step) {
-                let kc = kc_step.min(k - pc);
-                let panel_b = kc * nr;
-                let packed_b = &mut packed_b[..n_panels * panel_b];
-                let pack = |(q, dst): (usize, &mut [f32])| {
-                    let first = q * panels_per_part(n_panels, threads);
-                    for (t, panel) in dst.chunks_exact_mut(panel_b).enumerate() {
-                        pack_b_panel(
-                            b,
-                            pc,
-                            kc,
-                            jc + (first + t) * nr,
-                            (jc + nc).min(n),
-                            nr,
-                            panel,
-                        );
+        with_buffer(&PACK_A, max_block_panels * mr * kc_step, |packed_a| {
+            for jc in (0..n).step_by(nc_max) {
+                let nc = nc_max.min(n - jc);
+                for pc in (0..k).step_by(kc_step) {
+                    let kc = kc_step.min(k - pc);
+                    let packed_b = &mut packed_b[..nc.div_ceil(nr) * kc * nr];
+                    for (t, panel) in packed_b.chunks_exact_mut(kc * nr).enumerate() {
+                        pack_b_panel(b, pc, kc, jc + t * nr, jc + nc, nr, simd, panel);
                     }
-                };
-                let chunk = panels_per_part(n_panels, threads) * panel_b;
-                if threads > 1 {
-                    packed_b.par_chunks_mut(chunk).enumerate().for_each(pack);
-                } else {
-                    packed_b.chunks_mut(chunk).enumerate().for_each(pack);
-                }
-                let packed_b: &[f32] = packed_b;
-                let acc = accumulate || pc > 0;
-                let task = |t: usize| {
-                    let (rb, part) = (t / col_parts, t % col_parts);
-                    let p0 = rb * m_panels / row_blocks;
-                    let p1 = (rb + 1) * m_panels / row_blocks;
-                    let j0 = part * n_panels / col_parts;
-                    let j1 = (part + 1) * n_panels / col_parts;
-                    with_buffer(&PACK_A, max_block_panels * mr * kc, |packed_a| {
+                    let acc = accumulate || pc > 0;
+                    for rb in 0..row_blocks {
+                        let p0 = rb * m_panels / row_blocks;
+                        let p1 = (rb + 1) * m_panels / row_blocks;
                         let rows = (p0 * mr, (p1 * mr).min(m));
                         let packed_a = &mut packed_a[..(p1 - p0) * mr * kc];
                         for (t, panel) in packed_a.chunks_exact_mut(mr * kc).enumerate() {
-                            pack_a_panel(a, pc, kc, rows.0 + t * mr, rows.1, mr, panel);
+                            pack_a_panel(a, pc, kc, rows.0 + t * mr, rows.1, mr, simd, panel);
                         }
-                        // SAFETY: this task writes rows rows.0..rows.1 × columns of panels
-                        // j0..j1 of block jc only, disjoint from every other task's tiles;
-                        // `c` holds m × n (asserted above).
+                        // SAFETY: the tiles of rows × columns jc..jc + nc lie in the
+                        // block the caller owns.
                         unsafe {
                             macro_kernel(
                                 kernel,
                                 kc,
                                 packed_a,
                                 rows,
-                                &packed_b[j0 * panel_b..j1 * panel_b],
-                                (jc + j0 * nr, (jc + j1 * nr).min(jc + nc)),
-                                out,
-                                n,
+                                packed_b,
+                                (jc, jc + nc),
+                                c,
+                                ldc,
                                 acc,
                             )
                         }
-                    });
-                };
-                let tasks = row_blocks * col_parts;
-                if threads > 1 && tasks > 1 {
-                    (0..tasks).into_par_iter().for_each(task);
-                } else {
-                    (0..tasks).for_each(task);
+                    }
                 }
             }
-        }
+        })
     });
-}
-
-/// Panels each thread packs of a block of `n_panels`.
-fn panels_per_part(n_panels: usize, threads: usize) -> usize {
-    n_panels.div_ceil(threads.max(1))
-}
-
-/// Packs rows `i0..min(i0 + mr, rows_end)`, columns `pc..pc + kc` of `a` as
-/// `dst[p·mr + i]`, zero-padding missing rows.
-fn pack_a_panel(
-    a: MatRef,
-    pc: usize,
-    kc: usize,
-    i0: usize,
-    rows_end: usize,
-    mr: usize,
-    dst: &mut [f32],
-) {
-    let rows = mr.min(rows_end - i0);
-    let dst = &mut dst[..kc * mr];
-    if a.row_stride == 1 && rows == mr {
-        // A transposed in memory (Aᵀ·G in backward): each p's mr values are contiguous.
-        let start = i0 + pc * a.col_stride;
-        match mr {
-            4 => gather::<4>(&a.data[start..], a.col_stride, dst),
-            6 => gather::<6>(&a.data[start..], a.col_stride, dst),
-            _ => {
-                for (p, d) in dst.chunks_exact_mut(mr).enumerate() {
-                    let s = start + p * a.col_stride;
-                    d.copy_from_slice(&a.data[s..s + mr]);
-                }
-            }
-        }
-        return;
-    }
-    if a.col_stride == 1 && rows == mr {
-        // Row-major A (the usual case): interleave mr contiguous rows.
-        let row = |i: usize| {
-            let s = (i0 + i) * a.row_stride + pc;
-            &a.data[s..s + kc]
-        };
-        match mr {
-            4 => return interleave::<4>(std::array::from_fn(row), dst),
-            6 => return interleave::<6>(std::array::from_fn(row), dst),
-            _ => {}
-        }
-    }
-    if rows < mr {
-        dst.fill(0.0);
-    }
-    for i in 0..rows {
-        let base = (i0 + i) * a.row_stride + pc * a.col_stride;
-        let column = dst[i..].iter_mut().step_by(mr);
-        if a.col_stride == 1 {
-            for (d, &v) in column.zip(&a.data[base..base + kc]) {
-                *d = v;
-            }
-        } else {
-            let src = &a.data[base..=base + (kc - 1) * a.col_stride];
-            for (d, &v) in column.zip(src.iter().step_by(a.col_stride)) {
-                *d = v;
-            }
-        }
-    }
-}
-
-/// Packs rows `pc..pc + kc`, columns `j0..min(j0 + nr, cols_end)` of `b` as
-/// `dst[p·nr + j]`, zero-padding missing columns.
-fn pack_b_panel(
-    b: MatRef,
-    pc: usize,
-    kc: usize,
-    j0: usize,
-    cols_end: usize,
-    nr: usize,
-    dst: &mut [f32],
-) {
-    let cols = nr.min(cols_end - j0);
-    let dst = &mut dst[..kc * nr];
-    if b.col_stride == 1 && cols == nr {
-        // Row-major B: each p's nr values are contiguous.
-        let start = pc * b.row_stride + j0;
-        match nr {
-            8 => gather::<8>(&b.data[start..], b.row_stride, dst),
-            16 => gather::<16>(&b.data[start..], b.row_stride, dst),
-            _ => {
-                for (p, d) in dst.chunks_exact_mut(nr).enumerate() {
-                    let s = start + p * b.row_stride;
-                    d.copy_from_slice(&b.data[s..s + nr]);
-                }
-            }
-        }
-        return;
-    }
-    if b.row_stride == 1 && cols == nr {
-        // Wᵀ in `linear`: column j of B is row j of W, contiguous along p.
-        let column = |j: usize| {
-            let s = pc + (j0 + j) * b.col_stride;
-            &b.data[s..s + kc]
-        };
-        match nr {
-            8 => return interleave::<8>(std::array::from_fn(column), dst),
-            16 => return interleave::<16>(std::array::from_fn(column), dst),
-            _ => {}
-        }
-    }
-    if cols < nr {
-        dst.fill(0.0);
-    }
-    for j in 0..cols {
-        let base = pc * b.row_stride + (j0 + j) * b.col_stride;
-        let column = dst[j..].iter_mut().step_by(nr);
-        if b.row_stride == 1 {
-            // Wᵀ in `linear`: column j of B is row j of W, contiguous along p.
-            for (d, &v) in column.zip(&b.data[base..base + kc]) {
-                *d = v;
-            }
-        } else {
-            let src = &b.data[base..=base + (kc - 1) * b.row_stride];
-            for (d, &v) in column.zip(src.iter().step_by(b.row_stride)) {
-                *d = v;
-            }
-        }
-    }
-}
-
-/// `dst[p·R + r] = src[r][p]`: R equally long slices interleaved, one contiguous
-/// R-group of `dst` per p (a transposing copy with R read streams).
-fn interleave<const R: usize>(src: [&[f32]; R], dst: &mut [f32]) {
-    let kc = src[0].len();
-    assert!(src.iter().all(|s| s.len() == kc) && dst.len() >= kc * R);
-    for (p, d) in dst[..kc * R].chunks_exact_mut(R).enumerate() {
-        for r in 0..R {
-            // SAFETY: p < kc (one R-group of dst per p) and every row holds kc floats
-            // (asserted above). Unchecked because LLVM keeps R bounds checks per p.
-            d[r] = unsafe { *src[r].get_unchecked(p) };
-        }
-    }
-}
-
-/// `dst[p·R .. p·R + R] = src[p·stride .. p·stride + R]` for every R-group of `dst`: a
-/// copy of R-wide rows whose width the compiler knows (no `memcpy` call per row).
-fn gather<const R: usize>(src: &[f32], stride: usize, dst: &mut [f32]) {
-    for (p, d) in dst.chunks_exact_mut(R).enumerate() {
-        let row: &[f32; R] = src[p * stride..p * stride + R].try_into().unwrap();
-        d.copy_from_slice(row);
-    }
 }
 
 /// Runs the micro-kernel over every tile of rows `rows.0..rows.1` × columns

@@ -32,6 +32,9 @@ pub(crate) struct Kernel {
     pub mr: usize,
     /// Columns of the tile (of B's packed panels).
     pub nr: usize,
+    /// Whether packing for this kernel may use AVX2 (set only for kernels that need it,
+    /// which are handed out only on CPUs that have it).
+    pub simd_pack: bool,
     /// The kernel itself; only call it through [`Kernel::run`].
     func: KernelFn,
 }
@@ -65,6 +68,7 @@ static SCALAR: Kernel = Kernel {
     name: "scalar",
     mr: 4,
     nr: 8,
+    simd_pack: false,
     func: scalar_4x8,
 };
 
@@ -74,6 +78,7 @@ static AVX2: Kernel = Kernel {
     name: "avx2",
     mr: 6,
     nr: 16,
+    simd_pack: true,
     func: avx2_6x16,
 };
 
