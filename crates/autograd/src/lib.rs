@@ -21,6 +21,7 @@ pub mod cpu;
 mod error;
 mod gradcheck;
 mod ops;
+mod parallel;
 mod pool;
 pub mod random;
 pub mod shape;

@@ -9,6 +9,7 @@ pub(crate) mod conv;
 pub(crate) mod conv_kernels;
 pub(crate) mod custom;
 pub(crate) mod gemm;
+pub(crate) mod layer_norm;
 pub(crate) mod layout;
 pub(crate) mod linalg;
 pub(crate) mod mask;
