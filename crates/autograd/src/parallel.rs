@@ -66,6 +66,7 @@ pub(crate) fn for_each_piece2<A: Send, B: Send>(
 /// The piece length that gives each thread about one piece of `len` elements, rounded
 /// up to a multiple of `align`: for elementwise maps, whose result does not depend on
 /// where the pieces fall.
+#[cfg(test)]
 pub(crate) fn elementwise_piece(len: usize, align: usize) -> usize {
     let threads = num_threads().max(1);
     len.div_ceil(threads).div_ceil(align).max(1) * align
@@ -78,7 +79,8 @@ mod tests {
     #[test]
     fn pieces_cover_the_output_in_order() {
         let mut out = vec![0usize; 100_000];
-        for_each_piece(&mut out, 4096, out.len(), |i, piece| {
+        let n = out.len();
+        for_each_piece(&mut out, 4096, n, |i, piece| {
             for (j, v) in piece.iter_mut().enumerate() {
                 *v = i * 4096 + j;
             }

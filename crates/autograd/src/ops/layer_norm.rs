@@ -188,7 +188,7 @@ impl LayerNormRecord {
     pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
         let shape = self.input.shape();
         let d = *shape.last().expect("layer_norm input has rank ≥ 1");
-        let rows = if d == 0 { 0 } else { self.input.numel() / d };
+        let rows = self.input.numel().checked_div(d).unwrap_or(0);
         let want_x = grads.wants(&self.input);
         let want_w = self.weight.as_ref().is_some_and(|t| grads.wants(t));
         let want_b = self.bias.as_ref().is_some_and(|t| grads.wants(t));
@@ -284,7 +284,7 @@ impl Tensor {
                 });
             }
         }
-        let rows = if d == 0 { 0 } else { self.numel() / d };
+        let rows = self.numel().checked_div(d).unwrap_or(0);
         let mut out = pool::for_overwrite(self.numel());
         let mut stats = pool::for_overwrite(2 * rows);
         {
