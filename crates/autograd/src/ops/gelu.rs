@@ -395,7 +395,14 @@ mod tests {
     /// boundary with its neighbours, and tiny values down to subnormals.
     fn sweep() -> Vec<f32> {
         let mut xs: Vec<f32> = (0..=280_000).map(|i| -7.0 + i as f32 * 5e-5).collect();
-        for b in [0.843_75f32, 1.25, f32::from_bits(0x4036_db6d), 6.0, 1.0, 0.0] {
+        for b in [
+            0.843_75f32,
+            1.25,
+            f32::from_bits(0x4036_db6d),
+            6.0,
+            1.0,
+            0.0,
+        ] {
             let mut v = b;
             for _ in 0..16 {
                 xs.extend([v, -v]);
