@@ -8,7 +8,6 @@ pub(crate) mod binary;
 pub(crate) mod conv;
 pub(crate) mod conv_kernels;
 pub(crate) mod custom;
-pub(crate) mod gelu;
 pub(crate) mod gemm;
 pub(crate) mod layer_norm;
 pub(crate) mod layout;
@@ -19,6 +18,7 @@ pub(crate) mod operators;
 pub(crate) mod pooling;
 pub(crate) mod reduce;
 pub(crate) mod unary;
+pub(crate) mod vecmath;
 
 #[cfg(test)]
 mod gemm_bounds_tests;

@@ -8,7 +8,7 @@
 
 use crate::cpu::with_avx2_fma;
 use crate::error::or_panic;
-use crate::ops::gelu;
+use crate::ops::vecmath;
 use crate::parallel::for_each_piece;
 use crate::pool;
 use crate::tape::{self, Grads, Op};
@@ -108,11 +108,11 @@ fn chain(g: &[f32], x: &[f32], y: &[f32], df: impl Fn(f32, f32) -> f32 + Sync + 
     out
 }
 
-/// The exact GELU (vectorised in `gelu`), split as [`map`].
+/// The exact GELU (vectorised in `vecmath`), split as [`map`].
 fn gelu_exact(x: &[f32]) -> Vec<f32> {
     let mut out = pool::for_overwrite(x.len());
     for_each_piece(&mut out, PIECE, x.len(), |i, o| {
-        gelu::forward(&x[i * PIECE..][..o.len()], o)
+        vecmath::gelu_forward(&x[i * PIECE..][..o.len()], o)
     });
     out
 }
@@ -122,7 +122,7 @@ fn gelu_exact_grad(g: &[f32], x: &[f32]) -> Vec<f32> {
     let mut out = pool::for_overwrite(g.len());
     for_each_piece(&mut out, PIECE, g.len(), |i, o| {
         let at = i * PIECE;
-        gelu::backward(&g[at..][..o.len()], &x[at..][..o.len()], o)
+        vecmath::gelu_backward(&g[at..][..o.len()], &x[at..][..o.len()], o)
     });
     out
 }
