@@ -121,17 +121,38 @@ pub fn for_each_offset2(
         f(0, 0);
         return;
     }
-    if numel(out_shape) == 0 {
-        return;
-    }
     let inner = out_shape[rank - 1];
     let (sa, sb) = (strides_a[rank - 1], strides_b[rank - 1]);
-    let mut index: Shape = smallvec::smallvec![0; rank - 1];
-    let (mut base_a, mut base_b) = (0usize, 0usize);
-    loop {
+    for_each_row2(out_shape, strides_a, strides_b, |base_a, base_b| {
         for j in 0..inner {
             f(base_a + j * sa, base_b + j * sb);
         }
+    });
+}
+
+/// Calls `f(offset_a, offset_b)` once per row (innermost axis) of `out_shape`, in
+/// row-major order, with the offsets of the row's first element in two operands read
+/// through `strides_a` and `strides_b`; a scalar shape is one row. The caller walks the
+/// row itself, so a contiguous or broadcast row becomes a slice loop the compiler
+/// vectorises instead of a call per element.
+pub fn for_each_row2(
+    out_shape: &[usize],
+    strides_a: &[usize],
+    strides_b: &[usize],
+    mut f: impl FnMut(usize, usize),
+) {
+    let rank = out_shape.len();
+    if rank == 0 {
+        f(0, 0);
+        return;
+    }
+    if numel(out_shape) == 0 {
+        return;
+    }
+    let mut index: Shape = smallvec::smallvec![0; rank - 1];
+    let (mut base_a, mut base_b) = (0usize, 0usize);
+    loop {
+        f(base_a, base_b);
         // Advance the outer multi-index like an odometer.
         let mut axis = rank - 1;
         loop {
@@ -150,6 +171,24 @@ pub fn for_each_offset2(
             index[axis] = 0;
         }
     }
+}
+
+/// Appends to `out` the elements of `x` read through `strides` in the row-major order
+/// of `shape`; rows whose elements are adjacent in `x` are copied as slices.
+pub fn gather_strided(x: &[f32], shape: &[usize], strides: &[usize], out: &mut Vec<f32>) {
+    let Some(&inner) = shape.last() else {
+        out.push(x[0]);
+        return;
+    };
+    let s = strides[strides.len() - 1];
+    let zeros: Shape = smallvec::smallvec![0; shape.len()];
+    for_each_row2(shape, strides, &zeros, |base, _| {
+        if s == 1 {
+            out.extend_from_slice(&x[base..base + inner]);
+        } else {
+            out.extend((0..inner).map(|j| x[base + j * s]));
+        }
+    });
 }
 
 #[cfg(test)]
@@ -204,5 +243,24 @@ mod tests {
         let mut seen = Vec::new();
         for_each_offset2(&out, &sa, &sb, |a, b| seen.push((a, b)));
         assert_eq!(seen, vec![(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2)]);
+        let mut rows = Vec::new();
+        for_each_row2(&out, &sa, &sb, |a, b| rows.push((a, b)));
+        assert_eq!(rows, vec![(0, 0), (1, 0)]);
+    }
+
+    #[test]
+    fn gather_reads_permuted_and_strided_rows() {
+        // x is [2, 3] row-major; read it transposed ([3, 2], inner stride 3) and as
+        // itself (inner stride 1, copied by rows).
+        let x = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
+        let mut out = Vec::new();
+        gather_strided(&x, &[3, 2], &[1, 3], &mut out);
+        assert_eq!(out, [0.0, 3.0, 1.0, 4.0, 2.0, 5.0]);
+        out.clear();
+        gather_strided(&x, &[2, 3], &[3, 1], &mut out);
+        assert_eq!(out, x);
+        out.clear();
+        gather_strided(&[7.0], &[], &[], &mut out);
+        assert_eq!(out, [7.0]);
     }
 }

@@ -14,8 +14,8 @@ use std::collections::VecDeque;
 use crate::anomaly::{is_anomaly_enabled, non_finite};
 use crate::error::{Result, TensorError};
 use crate::ops::{
-    attention, batchnorm, binary, conv, custom, layout, linalg, mask, movement, pooling, reduce,
-    unary,
+    attention, batchnorm, binary, conv, custom, layer_norm, layout, linalg, mask, movement,
+    pooling, reduce, unary,
 };
 use crate::pool;
 use crate::tensor::Tensor;
@@ -41,6 +41,7 @@ pub(crate) enum Op {
     Conv(conv::ConvRecord),
     Pool(pooling::PoolRecord),
     BatchNorm(batchnorm::BatchNormRecord),
+    LayerNorm(layer_norm::LayerNormRecord),
 }
 
 impl Op {
@@ -60,6 +61,7 @@ impl Op {
             Op::Conv(_) => "convolution".into(),
             Op::Pool(_) => "pooling".into(),
             Op::BatchNorm(_) => "batch_norm".into(),
+            Op::LayerNorm(_) => "layer_norm".into(),
         }
     }
 }
@@ -307,6 +309,7 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
                 Op::Conv(r) => r.backward(&g, &mut grads),
                 Op::Pool(r) => r.backward(&g, &mut grads),
                 Op::BatchNorm(r) => r.backward(&g, &mut grads),
+                Op::LayerNorm(r) => r.backward(&g, &mut grads),
             }
             pool::give(g);
             if let Some((shape, kind)) = grads.anomaly.take() {

@@ -1,6 +1,6 @@
 //! `LayerNorm` over the last axis: (x − mean) / √(var + ε) · γ + β, with the biased
-//! variance, as `torch.nn.LayerNorm(normalized_shape=[d])`. Composed of differentiable
-//! ops, so its gradient comes from theirs.
+//! variance, as `torch.nn.LayerNorm(normalized_shape=[d])`, computed by the fused
+//! [`Tensor::layer_norm`] op (one pass per row forward and one backward).
 
 use tapegrad_autograd::{or_panic, Result, Tensor, TensorError};
 
@@ -54,17 +54,7 @@ impl LayerNorm {
                 ),
             });
         }
-        let axis = rank - 1;
-        let centered = x - &x.mean_axis(axis, true);
-        let var = centered.pow(2.0).mean_axis(axis, true);
-        let mut y = &centered / &(&var + self.eps).sqrt();
-        if let Some(w) = &self.weight {
-            y = &y * w;
-        }
-        if let Some(b) = &self.bias {
-            y = &y + b;
-        }
-        Ok(y)
+        x.try_layer_norm(self.weight.as_ref(), self.bias.as_ref(), self.eps)
     }
 }
 

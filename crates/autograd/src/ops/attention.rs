@@ -13,11 +13,9 @@
 //! [`crate::num_threads`]); each pair's arithmetic runs in the same order whatever
 //! the thread count, so results do not depend on it.
 
-use rayon::prelude::*;
-
 use crate::error::{or_panic, Result, TensorError};
 use crate::ops::attention_kernels::{backward_one, forward_one, Geometry, MaskGeom, MaskKind};
-use crate::ops::gemm::num_threads;
+use crate::parallel::{for_each_piece2, for_each_piece3};
 use crate::pool;
 use crate::shape::{broadcast_shapes, broadcast_strides, for_each_offset2, numel, Shape};
 use crate::tape::{self, Grads, Op};
@@ -55,13 +53,13 @@ fn matrix_index(own: &[usize], batch_shape: &[usize]) -> Vec<usize> {
     out
 }
 
-/// How many (batch, head) pairs each thread takes, or `None` to stay on this thread.
-fn batches_per_thread(g: &Geometry) -> Option<usize> {
-    let threads = num_threads();
-    let work = g.batch() * g.l * g.s * (g.d + g.dv);
+/// The multiply-adds of the whole op, for deciding whether to split the (batch, head)
+/// pairs across threads (0: too little to be worth it), or `None` when a matrix is
+/// empty and the pairs must run one by one (they cannot be cut into equal pieces).
+fn parallel_work(g: &Geometry) -> Option<usize> {
     let sizes_ok = g.l > 0 && g.s > 0 && g.d > 0 && g.dv > 0;
-    (threads > 1 && g.batch() > 1 && work >= PARALLEL_MIN && sizes_ok)
-        .then(|| g.batch().div_ceil(threads))
+    let work = g.batch() * g.l * g.s * (g.d + g.dv);
+    sizes_ok.then_some(if work >= PARALLEL_MIN { work } else { 0 })
 }
 
 /// Sums per-pair gradients `full` (batch × `len`) into the operand's own matrices.
@@ -110,22 +108,11 @@ impl AttentionRecord {
         let one = |b: usize, dq: &mut [f32], dk: &mut [f32], dvv: &mut [f32]| {
             backward_one(geom, b, (q, k, v), mask, out, lse, g_out, (dq, dk, dvv));
         };
-        match batches_per_thread(geom) {
-            Some(per) => dq
-                .par_chunks_mut(per * l * d)
-                .zip(dk.par_chunks_mut(per * s * d))
-                .zip(dvv.par_chunks_mut(per * s * dv))
-                .enumerate()
-                .for_each(|(c, ((dq, dk), dvv))| {
-                    for i in 0..dq.len() / (l * d) {
-                        one(
-                            c * per + i,
-                            &mut dq[i * l * d..(i + 1) * l * d],
-                            &mut dk[i * s * d..(i + 1) * s * d],
-                            &mut dvv[i * s * dv..(i + 1) * s * dv],
-                        );
-                    }
-                }),
+        match parallel_work(geom) {
+            Some(work) => {
+                let pieces = ((&mut dq[..], l * d), (&mut dk[..], s * d));
+                for_each_piece3(pieces.0, pieces.1, (&mut dvv, s * dv), work, one);
+            }
             None => {
                 for b in 0..batch {
                     one(
@@ -300,20 +287,8 @@ impl Tensor {
             let one = |b: usize, out: &mut [f32], lse: &mut [f32]| {
                 forward_one(geom, b, qd, kd, vd, mask_ref, out, lse);
             };
-            match batches_per_thread(geom) {
-                Some(per) => out
-                    .par_chunks_mut(per * l * dv)
-                    .zip(lse.par_chunks_mut(per * l))
-                    .enumerate()
-                    .for_each(|(c, (out, lse))| {
-                        for i in 0..lse.len() / l {
-                            one(
-                                c * per + i,
-                                &mut out[i * l * dv..(i + 1) * l * dv],
-                                &mut lse[i * l..(i + 1) * l],
-                            );
-                        }
-                    }),
+            match parallel_work(geom) {
+                Some(work) => for_each_piece2(&mut out, l * dv, &mut lse, l, work, one),
                 None => {
                     for b in 0..batch {
                         one(

@@ -4,6 +4,7 @@
 //! the caller may run pairs on different threads.
 
 use crate::ops::gemm::{gemm_into, MatRef};
+use crate::ops::vecmath::exp_in_place;
 
 /// Query rows per tile.
 pub(crate) const TILE_Q: usize = 64;
@@ -138,11 +139,9 @@ pub(crate) fn forward_one(
                     continue;
                 }
                 let rescale = (run_max[i] - new_max).exp();
-                let mut total = 0.0;
-                for x in row.iter_mut() {
-                    *x = (*x - new_max).exp();
-                    total += *x;
-                }
+                row.iter_mut().for_each(|x| *x -= new_max);
+                exp_in_place(row);
+                let total = row.iter().fold(0.0f32, |t, &x| t + x);
                 run_sum[i] = run_sum[i] * rescale + total;
                 run_max[i] = new_max;
                 if rescale != 1.0 {
@@ -215,14 +214,16 @@ pub(crate) fn backward_one(
             for i in 0..rows {
                 let row = &mut p[i * keys..(i + 1) * keys];
                 let m = lse[r0 + i];
-                for (j, x) in row.iter_mut().enumerate() {
-                    let sc = masked_score(*x, r0 + i, c0 + j, g, mask);
-                    *x = if m == f32::NEG_INFINITY || sc == f32::NEG_INFINITY {
-                        0.0
-                    } else {
-                        (sc - m).exp()
-                    };
+                if m == f32::NEG_INFINITY {
+                    // Every key of this row is masked out: no probability anywhere.
+                    row.fill(0.0);
+                    continue;
                 }
+                for (j, x) in row.iter_mut().enumerate() {
+                    // A masked score is −∞, whose exponential is 0.
+                    *x = masked_score(*x, r0 + i, c0 + j, g, mask) - m;
+                }
+                exp_in_place(row);
             }
             let dout_i = &dout[r0 * dv..(r0 + rows) * dv];
             // dV_j += Pᵀ · dO_i

@@ -1,16 +1,22 @@
 //! Elementwise ops of two tensors with NumPy/PyTorch broadcasting: add, sub, mul, div.
 //!
 //! The forward kernel has fast paths that touch no shape arithmetic per element (same
-//! shape, a one-element operand, an operand repeated along leading axes such as a bias
-//! row) and one general strided walk. Backward computes each input's gradient at the
-//! broadcast shape and sums it back down to the input's own shape.
+//! shape, split across threads when large; a one-element operand; an operand repeated
+//! along leading axes such as a bias row) and a general walk row by row in which each row
+//! is a slice loop (`[N, C]` with `[N, 1]` is a row times one value). Backward computes
+//! each input's gradient at the broadcast shape and sums it back down to the input's own
+//! shape, row by row too.
 
+use crate::cpu::with_avx2_fma;
 use crate::error::{or_panic, Result, TensorError};
+use crate::parallel::for_each_piece;
 use crate::pool;
 use crate::shape::{
-    broadcast_shapes, broadcast_strides, contiguous_strides, for_each_offset2, numel, try_numel,
-    Shape,
+    broadcast_shapes, broadcast_strides, contiguous_strides, for_each_row2, numel, try_numel, Shape,
 };
+
+/// Elements per piece when a same-shape op is split across threads.
+const PIECE: usize = 1 << 14;
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
 
@@ -40,16 +46,29 @@ pub(crate) fn zip_broadcast(
     b: &[f32],
     b_shape: &[usize],
     out_shape: &[usize],
-    f: impl Fn(f32, f32) -> f32,
+    f: impl Fn(f32, f32) -> f32 + Sync + Send,
 ) -> Vec<f32> {
     let n = numel(out_shape);
+    if a.len() == n && b.len() == n {
+        // Same shape: the common case (residual adds, gradients), split across threads
+        // for large inputs; each element alone, so the pieces change nothing.
+        let mut out = pool::for_overwrite(n);
+        for_each_piece(&mut out, PIECE, n, |i, o| {
+            let at = i * PIECE;
+            let (a, b) = (&a[at..][..o.len()], &b[at..][..o.len()]);
+            with_avx2_fma(|| {
+                for ((o, &x), &y) in o.iter_mut().zip(a).zip(b) {
+                    *o = f(x, y);
+                }
+            })
+        });
+        return out;
+    }
     let mut out = pool::take(n);
     if n == 0 {
         return out;
     }
-    if a.len() == n && b.len() == n {
-        out.extend(a.iter().zip(b).map(|(&x, &y)| f(x, y)));
-    } else if b.len() == 1 && a.len() == n {
+    if b.len() == 1 && a.len() == n {
         let y = b[0];
         out.extend(a.iter().map(|&x| f(x, y)));
     } else if a.len() == 1 && b.len() == n {
@@ -64,9 +83,32 @@ pub(crate) fn zip_broadcast(
             out.extend(a.iter().zip(row).map(|(&x, &y)| f(x, y)));
         }
     } else {
+        // Row by row: a row of each operand is contiguous (inner stride 1) or one value
+        // repeated (stride 0), e.g. [N, C] with [N, 1], so each row is a slice loop.
         let sa = broadcast_strides(a_shape, out_shape);
         let sb = broadcast_strides(b_shape, out_shape);
-        for_each_offset2(out_shape, &sa, &sb, |i, j| out.push(f(a[i], b[j])));
+        let inner = out_shape.last().copied().unwrap_or(1);
+        let (ia, ib) = (
+            sa.last().copied().unwrap_or(0),
+            sb.last().copied().unwrap_or(0),
+        );
+        for_each_row2(out_shape, &sa, &sb, |i, j| match (ia, ib) {
+            (1, 1) => out.extend(
+                a[i..i + inner]
+                    .iter()
+                    .zip(&b[j..j + inner])
+                    .map(|(&x, &y)| f(x, y)),
+            ),
+            (1, 0) => {
+                let y = b[j];
+                out.extend(a[i..i + inner].iter().map(|&x| f(x, y)));
+            }
+            (0, 1) => {
+                let x = a[i];
+                out.extend(b[j..j + inner].iter().map(|&y| f(x, y)));
+            }
+            _ => out.extend((0..inner).map(|k| f(a[i + k * ia], b[j + k * ib]))),
+        });
     }
     out
 }
@@ -95,9 +137,26 @@ pub(crate) fn sum_to_shape(g: Vec<f32>, from: &[usize], to: &[usize]) -> Vec<f32
             }
         }
     } else {
+        // Row by row, in the same order as element by element: a row either adds into a
+        // row of `out` (inner stride 1) or sums into one element (stride 0).
         let own = contiguous_strides(from);
         let st = broadcast_strides(to, from);
-        for_each_offset2(from, &own, &st, |i, j| out[j] += g[i]);
+        let inner = from.last().copied().unwrap_or(1);
+        let it = st.last().copied().unwrap_or(0);
+        for_each_row2(from, &own, &st, |i, j| {
+            let row = &g[i..i + inner];
+            if it == 0 {
+                let mut acc = out[j];
+                for &v in row {
+                    acc += v;
+                }
+                out[j] = acc;
+            } else {
+                for (o, &v) in out[j..j + inner].iter_mut().zip(row) {
+                    *o += v;
+                }
+            }
+        });
     }
     pool::give(g);
     out

@@ -10,15 +10,14 @@
 use crate::error::{or_panic, Result, TensorError};
 use crate::ops::reduce::{check_axis, AxisView};
 use crate::pool;
-use crate::shape::{contiguous_strides, for_each_offset2, numel, Shape};
+use crate::shape::{contiguous_strides, gather_strided, numel, Shape};
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
 
 /// Copies `x` read through `src_strides` into a contiguous buffer of `out_shape`.
 fn strided_copy(x: &[f32], out_shape: &[usize], src_strides: &[usize]) -> Vec<f32> {
     let mut out = pool::take(numel(out_shape));
-    let zeros: Shape = smallvec::smallvec![0; out_shape.len()];
-    for_each_offset2(out_shape, src_strides, &zeros, |i, _| out.push(x[i]));
+    gather_strided(x, out_shape, src_strides, &mut out);
     out
 }
 

@@ -9,6 +9,7 @@ pub(crate) mod conv;
 pub(crate) mod conv_kernels;
 pub(crate) mod custom;
 pub(crate) mod gemm;
+pub(crate) mod layer_norm;
 pub(crate) mod layout;
 pub(crate) mod linalg;
 pub(crate) mod mask;
@@ -17,6 +18,7 @@ pub(crate) mod operators;
 pub(crate) mod pooling;
 pub(crate) mod reduce;
 pub(crate) mod unary;
+pub(crate) mod vecmath;
 
 #[cfg(test)]
 mod gemm_bounds_tests;

@@ -12,7 +12,7 @@ use crate::ops::reduce::{check_axis, AxisView};
 use crate::pool;
 use crate::shape::{
     broadcast_shapes, broadcast_strides, checked_numel, contiguous_strides, for_each_offset2,
-    numel, try_numel, Shape,
+    gather_strided, numel, try_numel, Shape,
 };
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
@@ -20,8 +20,7 @@ use crate::tensor::Tensor;
 /// Copies `x` read through `src_strides` into a contiguous tensor of `out_shape`.
 fn strided_copy(x: &[f32], out_shape: &[usize], src_strides: &[usize]) -> Vec<f32> {
     let mut out = pool::take(numel(out_shape));
-    let zeros: Shape = smallvec::smallvec![0; out_shape.len()];
-    for_each_offset2(out_shape, src_strides, &zeros, |i, _| out.push(x[i]));
+    gather_strided(x, out_shape, src_strides, &mut out);
     out
 }
 

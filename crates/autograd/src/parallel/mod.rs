@@ -16,6 +16,9 @@
 //! Only one region runs at a time; a call made while another runs (from a worker, or
 //! from a second thread) runs its parts on the calling thread, with the same results.
 
+mod pieces;
+pub(crate) use pieces::{for_each_piece, for_each_piece2, for_each_piece3};
+
 use std::any::Any;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering::SeqCst};
