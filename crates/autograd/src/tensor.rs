@@ -50,7 +50,7 @@ const MAX_SPARE_HEADERS: usize = 1024;
 
 impl Drop for Tensor {
     /// The last handle to a tensor hands its storage to the pool and keeps its header
-    /// for reuse by [`Tensor::from_parts`] instead of freeing it.
+    /// for reuse by the next tensor made on this thread instead of freeing it.
     fn drop(&mut self) {
         // SAFETY: `self.0` is not touched again: this is the handle's drop.
         let mut header = unsafe { ManuallyDrop::take(&mut self.0) };
