@@ -14,7 +14,9 @@ pub(crate) mod linalg;
 pub(crate) mod mask;
 pub(crate) mod movement;
 pub(crate) mod operators;
+pub(crate) mod planes;
 pub(crate) mod pooling;
+pub(crate) mod pooling_kernels;
 pub(crate) mod reduce;
 pub(crate) mod unary;
 
