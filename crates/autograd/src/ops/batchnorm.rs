@@ -99,13 +99,14 @@ impl BatchNormRecord {
         let mut sum_g = pool::zeros(c);
         let mut sum_gx = pool::zeros(c);
         let (xs, ws): (&[f32], Option<&[f32]>) = (&x, w.as_deref());
-        planes::for_each_pair(&mut sum_g, &mut sum_gx, 2 * g.len(), |ch, sg, sgx| {
+        let (sums_g, sums_gx) = ((&mut sum_g[..], 1), (&mut sum_gx[..], 1));
+        planes::for_each_chunk_pair(sums_g, sums_gx, 2 * g.len(), |ch, sg, sgx| {
             let (m, s) = (mean[ch], invstd[ch]);
             for b in 0..n {
                 let at = (b * c + ch) * inner;
                 let (pg, pgx) = grad_sums(&g[at..at + inner], &xs[at..at + inner], m);
-                *sg += pg;
-                *sgx += pgx * s;
+                sg[0] += pg;
+                sgx[0] += pgx * s;
             }
         });
         if grads.wants(&self.input) {
@@ -207,14 +208,19 @@ impl Tensor {
                 // Sums in f64 like PyTorch's CPU kernel; two passes (mean, then squared
                 // deviations) avoid cancellation. One task sums a whole channel.
                 let xs: &[f32] = &x;
-                planes::for_each_pair(mean, invstd, 2 * xs.len(), |ch, mean, sq| {
-                    let plane = |b: usize| &xs[(b * c + ch) * inner..][..inner];
-                    let sum: f64 = (0..n).map(|b| sum_f64(plane(b))).sum();
-                    let m = sum / count as f64;
-                    let dev: f64 = (0..n).map(|b| sq_dev_f64(plane(b), m)).sum();
-                    *mean = m as f32;
-                    *sq = dev as f32;
-                });
+                planes::for_each_chunk_pair(
+                    (mean, 1),
+                    (invstd, 1),
+                    2 * xs.len(),
+                    |ch, mean, sq| {
+                        let plane = |b: usize| &xs[(b * c + ch) * inner..][..inner];
+                        let sum: f64 = (0..n).map(|b| sum_f64(plane(b))).sum();
+                        let m = sum / count as f64;
+                        let dev: f64 = (0..n).map(|b| sq_dev_f64(plane(b), m)).sum();
+                        mean[0] = m as f32;
+                        sq[0] = dev as f32;
+                    },
+                );
                 let unbias = count as f32 / (count - 1) as f32;
                 if let (Some(rm), Some(rv)) = (running_mean, running_var) {
                     let (mut rm, mut rv) = (rm.data_mut(), rv.data_mut());

@@ -51,26 +51,35 @@ pub(crate) fn for_each_chunk(
         });
 }
 
-/// Calls `f(i, a_i, b_i)` for every element pair of `a` and `b` (per-channel results,
-/// say), on the threads when `work` is large enough.
-pub(crate) fn for_each_pair(
-    a: &mut [f32],
-    b: &mut [f32],
+/// Calls `f(i, a_i, b_i)` for the `i`-th chunks of `a` (`la` elements each) and `b`
+/// (`lb` each) together, say an output plane and its arg-max plane, or one channel's
+/// two statistics; on the threads when `work` is large enough.
+pub(crate) fn for_each_chunk_pair(
+    (a, la): (&mut [f32], usize),
+    (b, lb): (&mut [f32], usize),
     work: usize,
-    f: impl Fn(usize, &mut f32, &mut f32) + Sync + Send,
+    f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync + Send,
 ) {
-    if threads_for(work) <= 1 || a.len() <= 1 {
-        for (i, (x, y)) in a.iter_mut().zip(b.iter_mut()).enumerate() {
+    if la == 0 || lb == 0 || a.is_empty() {
+        return;
+    }
+    let threads = threads_for(work);
+    let chunks = a.len().div_ceil(la);
+    if threads <= 1 || chunks <= 1 {
+        for (i, (x, y)) in a.chunks_mut(la).zip(b.chunks_mut(lb)).enumerate() {
             f(i, x, y);
         }
         return;
     }
-    let per_task = a.len().div_ceil(num_threads()).max(1);
-    a.par_iter_mut()
-        .zip(b.par_iter_mut())
+    let per_task = chunks.div_ceil(threads);
+    a.par_chunks_mut(per_task * la)
+        .zip(b.par_chunks_mut(per_task * lb))
         .enumerate()
-        .with_max_len(per_task)
-        .for_each(|(i, (x, y))| f(i, x, y));
+        .for_each(|(t, (pa, pb))| {
+            for (j, (x, y)) in pa.chunks_mut(la).zip(pb.chunks_mut(lb)).enumerate() {
+                f(t * per_task + j, x, y);
+            }
+        });
 }
 
 /// Σx over 8 interleaved partial sums (vectorised; the order is fixed by the code, not
@@ -102,13 +111,13 @@ mod tests {
             });
             let want: Vec<f32> = (0..v.len()).map(|j| (j / 7) as f32).collect();
             assert_eq!(v, want);
-            let (mut a, mut b) = (vec![0.0f32; 9], vec![0.0f32; 9]);
-            for_each_pair(&mut a, &mut b, work, |i, x, y| {
-                *x += i as f32;
-                *y -= i as f32;
+            let (mut a, mut b) = (vec![0.0f32; 9], vec![0.0f32; 18]);
+            for_each_chunk_pair((&mut a, 1), (&mut b, 2), work, |i, x, y| {
+                x[0] += i as f32;
+                y.iter_mut().for_each(|e| *e -= i as f32);
             });
             assert_eq!(a, (0..9).map(|i| i as f32).collect::<Vec<_>>());
-            assert_eq!(b, (0..9).map(|i| -(i as f32)).collect::<Vec<_>>());
+            assert_eq!(b, (0..18).map(|i| -((i / 2) as f32)).collect::<Vec<_>>());
         }
     }
 }

@@ -9,6 +9,7 @@ use crate::error::{or_panic, Result, TensorError};
 use crate::ops::planes;
 use crate::ops::pooling_kernels::{Axis, Kind, PoolGeom};
 use crate::pool;
+use crate::shape::Shape;
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
 
@@ -120,22 +121,33 @@ fn pool_geom(op: &'static str, x: &Tensor, o: &Pool2dOptions, kind: Kind) -> Res
     })
 }
 
-/// What a pooling saves for backward: its input (max pooling reads it again).
+/// What a pooling saves for backward: its input (for its identity and size) and, for
+/// max pooling, the in-plane index of each window's maximum, a `u32` stored in the bits
+/// of an `f32` so the buffer comes from the pool like every other.
 pub(crate) struct PoolRecord {
     input: Tensor,
     geom: PoolGeom,
+    argmax: Option<Tensor>,
 }
 
 impl PoolRecord {
     pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
         let d = &self.geom;
         let mut dx = pool::for_overwrite(self.input.numel());
-        let input = self.input.data();
-        let (x, ip, op): (&[f32], _, _) = (&input, d.in_plane(), d.out_plane());
-        planes::for_each_chunk(&mut dx, ip, d.planes * (2 * ip + op), |i, dx| {
-            d.backward_plane(&x[i * ip..][..ip], &g[i * op..][..op], dx)
-        });
-        drop(input);
+        let (ip, op) = (d.in_plane(), d.out_plane());
+        let work = d.planes * (ip + 2 * op);
+        match &self.argmax {
+            Some(argmax) => {
+                let argmax = argmax.data();
+                let at: &[f32] = &argmax;
+                planes::for_each_chunk(&mut dx, ip, work, |i, dx| {
+                    d.scatter_max_plane(&at[i * op..][..op], &g[i * op..][..op], dx)
+                });
+            }
+            None => planes::for_each_chunk(&mut dx, ip, work, |i, dx| {
+                d.avg_backward_plane(&g[i * op..][..op], dx)
+            }),
+        }
         grads.add(&self.input, dx);
     }
 }
@@ -143,23 +155,43 @@ impl PoolRecord {
 impl Tensor {
     fn pool2d(&self, geom: PoolGeom) -> Tensor {
         let x = self.data();
-        let mut out = pool::for_overwrite(geom.planes * geom.out_plane());
         let (xs, ip, op): (&[f32], _, _) = (&x, geom.in_plane(), geom.out_plane());
-        planes::for_each_chunk(&mut out, op, geom.planes * (ip + op), |i, out| {
-            geom.forward_plane(&xs[i * ip..][..ip], out)
-        });
+        let mut out = pool::for_overwrite(geom.planes * op);
+        let work = geom.planes * (ip + 2 * op);
+        // Max pooling saves each window's arg-max (when recording), so backward need
+        // not read the input again.
+        let mut argmax = (geom.kind == Kind::Max && tape::should_record(&[self]))
+            .then(|| pool::for_overwrite(geom.planes * op));
+        match argmax.as_mut() {
+            Some(at) => {
+                planes::for_each_chunk_pair((&mut out, op), (at, op), work, |i, out, at| {
+                    geom.max_plane(&xs[i * ip..][..ip], out, Some(at))
+                })
+            }
+            None => planes::for_each_chunk(&mut out, op, work, |i, out| {
+                geom.forward_plane(&xs[i * ip..][..ip], out)
+            }),
+        }
         drop(x);
         let rank = self.rank();
         let mut shape = self.0.shape.clone();
         shape[rank - 2] = geom.rows.out;
         shape[rank - 1] = geom.cols.out;
         let out = Tensor::from_parts(out, shape);
-        tape::record(out, &[self], || {
+        let out = tape::record(out, &[self], || {
             Op::Pool(PoolRecord {
                 input: self.clone(),
                 geom,
+                argmax: argmax.take().map(|at| {
+                    let len = at.len();
+                    Tensor::from_parts(at, Shape::from_slice(&[len]))
+                }),
             })
-        })
+        });
+        if let Some(at) = argmax {
+            pool::give(at);
+        }
+        out
     }
 
     /// Max pooling over the last two axes of `[N, C, H, W]` (or `[C, H, W]`):

@@ -107,145 +107,166 @@ impl PoolGeom {
 
     /// Pools one input plane `x` into the output plane `out`.
     pub fn forward_plane(&self, x: &[f32], out: &mut [f32]) {
-        if self.is_2x2() {
-            self.forward_2x2(x, out)
-        } else {
-            self.forward_general(x, out)
+        match (self.kind, self.is_2x2()) {
+            (Kind::Max, _) => self.max_plane(x, out, None),
+            (Kind::Avg { .. }, true) => self.avg_2x2(x, out),
+            (Kind::Avg { .. }, false) => self.avg_general(x, out),
         }
     }
 
-    /// Writes one plane's input gradient `dx` (every element) from the output
-    /// gradient `g` of the plane and, for max pooling, its input `x`.
-    pub fn backward_plane(&self, x: &[f32], g: &[f32], dx: &mut [f32]) {
+    /// Max-pools one plane into `out` and, when given, each window's arg-max (an
+    /// in-plane index, `u32` bits in an `f32`; `NO_INDEX` for an empty window) into
+    /// `at`.
+    pub fn max_plane(&self, x: &[f32], out: &mut [f32], at: Option<&mut [f32]>) {
         if self.is_2x2() {
-            self.backward_2x2(x, g, dx)
+            self.max_2x2(x, out, at)
         } else {
-            self.backward_general(x, g, dx)
+            self.max_general(x, out, at)
         }
     }
 
-    fn forward_2x2(&self, x: &[f32], out: &mut [f32]) {
-        let w = self.cols.len;
-        {
-            let ow = self.cols.out;
-            for (oy, o) in out.chunks_exact_mut(ow).enumerate() {
-                let r0 = &x[2 * oy * w..][..2 * ow];
-                let r1 = &x[(2 * oy + 1) * w..][..2 * ow];
-                let quads = o.iter_mut().zip(r0.chunks_exact(2).zip(r1.chunks_exact(2)));
-                match self.kind {
-                    Kind::Max => quads.for_each(|(o, (a, b))| {
-                        let mut m = a[0];
-                        for v in [a[1], b[0], b[1]] {
-                            if beats(v, m) {
-                                m = v;
-                            }
-                        }
-                        *o = m;
-                    }),
-                    Kind::Avg { .. } => {
-                        quads.for_each(|(o, (a, b))| *o = ((a[0] + a[1]) + (b[0] + b[1])) / 4.0)
-                    }
+    fn max_2x2(&self, x: &[f32], out: &mut [f32], mut at: Option<&mut [f32]>) {
+        let (w, ow) = (self.cols.len, self.cols.out);
+        for (oy, o) in out.chunks_exact_mut(ow).enumerate() {
+            let r0 = &x[2 * oy * w..][..2 * ow];
+            let r1 = &x[(2 * oy + 1) * w..][..2 * ow];
+            let quads = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+            let base = (2 * oy * w) as u32;
+            let (w, mut ats) = (w as u32, at.as_mut().map(|a| &mut a[oy * ow..][..ow]));
+            for (ox, (o, (a, b))) in o.iter_mut().zip(quads).enumerate() {
+                let first = base + 2 * ox as u32;
+                let (mut m, mut i) = (a[0], first);
+                for (v, vi) in [(a[1], first + 1), (b[0], first + w), (b[1], first + w + 1)] {
+                    let take = beats(v, m);
+                    m = if take { v } else { m };
+                    i = if take { vi } else { i };
+                }
+                *o = m;
+                if let Some(ats) = ats.as_mut() {
+                    ats[ox] = f32::from_bits(i);
                 }
             }
         }
     }
 
-    fn forward_general(&self, x: &[f32], out: &mut [f32]) {
+    fn max_general(&self, x: &[f32], out: &mut [f32], mut at: Option<&mut [f32]>) {
+        for oy in 0..self.rows.out {
+            let rw = self.rows.window(oy);
+            for ox in 0..self.cols.out {
+                let cw = self.cols.window(ox);
+                let best = self.argmax(x, (rw.0, rw.1), (cw.0, cw.1));
+                let o = oy * self.cols.out + ox;
+                out[o] = best.map_or(f32::NEG_INFINITY, |i| x[i]);
+                if let Some(at) = at.as_mut() {
+                    at[o] = f32::from_bits(best.map_or(NO_INDEX, |i| i as u32));
+                }
+            }
+        }
+    }
+
+    fn avg_2x2(&self, x: &[f32], out: &mut [f32]) {
+        let (w, ow) = (self.cols.len, self.cols.out);
+        for (oy, o) in out.chunks_exact_mut(ow).enumerate() {
+            let r0 = &x[2 * oy * w..][..2 * ow];
+            let r1 = &x[(2 * oy + 1) * w..][..2 * ow];
+            let quads = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+            for (o, (a, b)) in o.iter_mut().zip(quads) {
+                *o = ((a[0] + a[1]) + (b[0] + b[1])) / 4.0;
+            }
+        }
+    }
+
+    fn avg_general(&self, x: &[f32], out: &mut [f32]) {
         let w = self.cols.len;
         for oy in 0..self.rows.out {
             let rw = self.rows.window(oy);
             for ox in 0..self.cols.out {
                 let cw = self.cols.window(ox);
-                let (rows, cols) = ((rw.0, rw.1), (cw.0, cw.1));
-                out[oy * self.cols.out + ox] = match self.kind {
-                    Kind::Max => self
-                        .argmax(x, rows, cols)
-                        .map_or(f32::NEG_INFINITY, |i| x[i]),
-                    Kind::Avg { .. } => {
-                        let mut sum = 0.0;
-                        for h in rows.0..rows.1 {
-                            sum += x[h * w + cols.0..h * w + cols.1].iter().sum::<f32>();
-                        }
-                        let divisor = self.divisor(rw, cw);
-                        if divisor > 0.0 {
-                            sum / divisor
-                        } else {
-                            0.0
-                        }
-                    }
-                };
+                let mut sum = 0.0;
+                for h in rw.0..rw.1 {
+                    sum += x[h * w + cw.0..h * w + cw.1].iter().sum::<f32>();
+                }
+                let divisor = self.divisor(rw, cw);
+                out[oy * self.cols.out + ox] = if divisor > 0.0 { sum / divisor } else { 0.0 };
             }
         }
     }
 
-    fn backward_2x2(&self, x: &[f32], g: &[f32], dx: &mut [f32]) {
-        let w = self.cols.len;
-        {
-            let (oh, ow) = (self.rows.out, self.cols.out);
+    /// Writes one plane's input gradient `dx` (every element) of max pooling: each
+    /// window's gradient `g` goes to its saved arg-max `at`.
+    pub fn scatter_max_plane(&self, at: &[f32], g: &[f32], dx: &mut [f32]) {
+        if !self.is_2x2() {
+            dx.fill(0.0);
+            for (&i, &gv) in at.iter().zip(g) {
+                if let Some(d) = dx.get_mut(i.to_bits() as usize) {
+                    *d += gv;
+                }
+            }
+            return;
+        }
+        // Windows do not overlap: every element is written once, branch-free.
+        let (w, oh, ow) = (self.cols.len, self.rows.out, self.cols.out);
+        for oy in 0..oh {
+            let (d0, d1) = dx[2 * oy * w..][..2 * w].split_at_mut(w);
+            let (gs, ats) = (&g[oy * ow..][..ow], &at[oy * ow..][..ow]);
+            let quads = d0[..2 * ow]
+                .chunks_exact_mut(2)
+                .zip(d1[..2 * ow].chunks_exact_mut(2));
+            let base = (2 * oy * w) as u32;
+            for (ox, ((d0, d1), (&gv, &i))) in quads.zip(gs.iter().zip(ats)).enumerate() {
+                let k = i.to_bits().wrapping_sub(base + 2 * ox as u32);
+                let pick = |j: u32| if k == j { gv } else { 0.0 };
+                (d0[0], d0[1]) = (pick(0), pick(1));
+                (d1[0], d1[1]) = (pick(w as u32), pick(w as u32 + 1));
+            }
+            self.zero_leftovers(oy, dx);
+        }
+        dx[2 * oh * w..].fill(0.0);
+    }
+
+    /// Zeroes the column an odd width leaves out of output row `oy`'s windows.
+    fn zero_leftovers(&self, oy: usize, dx: &mut [f32]) {
+        let (w, ow) = (self.cols.len, self.cols.out);
+        dx[2 * oy * w + 2 * ow..(2 * oy + 1) * w].fill(0.0);
+        dx[(2 * oy + 1) * w + 2 * ow..(2 * oy + 2) * w].fill(0.0);
+    }
+
+    /// Writes one plane's input gradient `dx` (every element) of average pooling.
+    pub fn avg_backward_plane(&self, g: &[f32], dx: &mut [f32]) {
+        let (w, oh, ow) = (self.cols.len, self.rows.out, self.cols.out);
+        if self.is_2x2() {
             for oy in 0..oh {
                 let (d0, d1) = dx[2 * oy * w..][..2 * w].split_at_mut(w);
-                let gs = &g[oy * ow..][..ow];
-                let (d0, d1) = (&mut d0[..2 * ow], &mut d1[..2 * ow]);
-                let quads = d0.chunks_exact_mut(2).zip(d1.chunks_exact_mut(2)).zip(gs);
-                match self.kind {
-                    Kind::Max => {
-                        let r0 = &x[2 * oy * w..][..2 * ow];
-                        let r1 = &x[(2 * oy + 1) * w..][..2 * ow];
-                        let xs = r0.chunks_exact(2).zip(r1.chunks_exact(2));
-                        for (((d0, d1), &gv), (a, b)) in quads.zip(xs) {
-                            let (mut at, mut m) = (0, a[0]);
-                            for (i, v) in [(1, a[1]), (2, b[0]), (3, b[1])] {
-                                if beats(v, m) {
-                                    (at, m) = (i, v);
-                                }
-                            }
-                            let pick = |i| if at == i { gv } else { 0.0 };
-                            (d0[0], d0[1], d1[0], d1[1]) = (pick(0), pick(1), pick(2), pick(3));
-                        }
-                    }
-                    Kind::Avg { .. } => {
-                        for ((d0, d1), &gv) in quads {
-                            let v = gv / 4.0;
-                            (d0[0], d0[1], d1[0], d1[1]) = (v, v, v, v);
-                        }
-                    }
+                let quads = d0[..2 * ow]
+                    .chunks_exact_mut(2)
+                    .zip(d1[..2 * ow].chunks_exact_mut(2));
+                for ((d0, d1), &gv) in quads.zip(&g[oy * ow..][..ow]) {
+                    let v = gv / 4.0;
+                    (d0[0], d0[1], d1[0], d1[1]) = (v, v, v, v);
                 }
-                // A column left over by an odd width gets nothing.
-                dx[2 * oy * w + 2 * ow..(2 * oy + 1) * w].fill(0.0);
-                dx[(2 * oy + 1) * w + 2 * ow..(2 * oy + 2) * w].fill(0.0);
+                self.zero_leftovers(oy, dx);
             }
             dx[2 * oh * w..].fill(0.0);
+            return;
         }
-    }
-
-    fn backward_general(&self, x: &[f32], g: &[f32], dx: &mut [f32]) {
-        let w = self.cols.len;
         dx.fill(0.0);
-        for oy in 0..self.rows.out {
+        for oy in 0..oh {
             let rw = self.rows.window(oy);
-            for ox in 0..self.cols.out {
+            for ox in 0..ow {
                 let cw = self.cols.window(ox);
-                let (rows, cols) = ((rw.0, rw.1), (cw.0, cw.1));
-                let gv = g[oy * self.cols.out + ox];
-                match self.kind {
-                    Kind::Max => {
-                        if let Some(i) = self.argmax(x, rows, cols) {
-                            dx[i] += gv;
-                        }
-                    }
-                    Kind::Avg { .. } => {
-                        let v = gv / self.divisor(rw, cw);
-                        for h in rows.0..rows.1 {
-                            dx[h * w + cols.0..h * w + cols.1]
-                                .iter_mut()
-                                .for_each(|e| *e += v);
-                        }
-                    }
+                let v = g[oy * ow + ox] / self.divisor(rw, cw);
+                for h in rw.0..rw.1 {
+                    dx[h * w + cw.0..h * w + cw.1]
+                        .iter_mut()
+                        .for_each(|e| *e += v);
                 }
             }
         }
     }
 }
+
+/// The arg-max of an empty window (only adaptive or padded windows can be empty).
+const NO_INDEX: u32 = u32::MAX;
 
 #[cfg(test)]
 mod tests {
@@ -268,6 +289,21 @@ mod tests {
         }
     }
 
+    /// Max-pool backward by the definition: find each window's arg-max in the input.
+    fn naive_max_backward(d: &PoolGeom, x: &[f32], g: &[f32]) -> Vec<f32> {
+        let mut dx = vec![0.0; x.len()];
+        for oy in 0..d.rows.out {
+            let rw = d.rows.window(oy);
+            for ox in 0..d.cols.out {
+                let cw = d.cols.window(ox);
+                if let Some(i) = d.argmax(x, (rw.0, rw.1), (cw.0, cw.1)) {
+                    dx[i] += g[oy * d.cols.out + ox];
+                }
+            }
+        }
+        dx
+    }
+
     #[test]
     fn the_2x2_path_matches_the_general_one_on_ties_nans_and_odd_sizes() {
         let values = [
@@ -282,30 +318,47 @@ mod tests {
             0.0,
             f32::NEG_INFINITY,
         ];
+        let bits = |v: &[f32]| v.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
         for (h, w) in [(4, 4), (5, 7), (2, 3), (6, 2)] {
             let x: Vec<f32> = (0..h * w)
                 .map(|i| values[(i * 7 + h) % values.len()])
                 .collect();
-            for kind in [
-                Kind::Max,
+            let d = geom(h, w, Kind::Max, false);
+            assert!(d.is_2x2());
+            let n = d.out_plane();
+            let g: Vec<f32> = (0..n).map(|i| i as f32 + 1.0).collect();
+            let (mut fast, mut slow) = (vec![9.0; n], vec![9.0; n]);
+            let (mut at_fast, mut at_slow) = (vec![9.0; n], vec![9.0; n]);
+            d.max_2x2(&x, &mut fast, Some(&mut at_fast));
+            d.max_general(&x, &mut slow, Some(&mut at_slow));
+            assert_eq!(bits(&fast), bits(&slow), "{h}x{w}");
+            assert_eq!(bits(&at_fast), bits(&at_slow), "{h}x{w}");
+            let mut dx = vec![9.0; h * w];
+            d.scatter_max_plane(&at_fast, &g, &mut dx);
+            assert_eq!(dx, naive_max_backward(&d, &x, &g), "{h}x{w}");
+
+            let d = geom(
+                h,
+                w,
                 Kind::Avg {
                     count_include_pad: true,
                 },
-            ] {
-                let d = geom(h, w, kind, false);
-                assert!(d.is_2x2());
-                let n = d.out_plane();
-                let (mut fast, mut slow) = (vec![9.0; n], vec![9.0; n]);
-                d.forward_2x2(&x, &mut fast);
-                d.forward_general(&x, &mut slow);
-                let bits = |v: &[f32]| v.iter().map(|e| e.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&fast), bits(&slow), "{h}x{w} {kind:?}");
-                let g: Vec<f32> = (0..n).map(|i| i as f32 + 1.0).collect();
-                let (mut fast, mut slow) = (vec![9.0; h * w], vec![9.0; h * w]);
-                d.backward_2x2(&x, &g, &mut fast);
-                d.backward_general(&x, &g, &mut slow);
-                assert_eq!(fast, slow, "{h}x{w} {kind:?}");
+                false,
+            );
+            d.avg_2x2(&x, &mut fast);
+            d.avg_general(&x, &mut slow);
+            assert_eq!(bits(&fast), bits(&slow), "{h}x{w}");
+            let mut dx_fast = vec![9.0; h * w];
+            d.avg_backward_plane(&g, &mut dx_fast);
+            let mut want = vec![0.0; h * w];
+            for oy in 0..d.rows.out {
+                for ox in 0..d.cols.out {
+                    for (dy, dxo) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                        want[(2 * oy + dy) * w + 2 * ox + dxo] += g[oy * d.cols.out + ox] / 4.0;
+                    }
+                }
             }
+            assert_eq!(dx_fast, want, "{h}x{w}");
             // ceil mode leaves a partial window on odd sizes: the general path runs.
             assert_eq!(
                 geom(h, w, Kind::Max, true).is_2x2(),
@@ -317,13 +370,13 @@ mod tests {
     #[test]
     fn max_picks_the_first_maximum_and_nan_wins() {
         let d = geom(2, 2, Kind::Max, false);
-        let mut dx = [0.0; 4];
-        d.backward_plane(&[1.0, 2.0, 2.0, 0.0], &[5.0], &mut dx);
-        assert_eq!(dx, [0.0, 5.0, 0.0, 0.0]);
-        d.backward_plane(&[f32::NAN, 2.0, f32::NAN, 0.0], &[5.0], &mut dx);
-        assert_eq!(dx, [0.0, 0.0, 5.0, 0.0]);
-        let mut out = [0.0];
-        d.forward_plane(&[1.0, f32::NAN, 2.0, 0.0], &mut out);
+        let (mut out, mut at, mut dx) = ([0.0], [0.0], [0.0; 4]);
+        d.max_plane(&[1.0, 2.0, 2.0, 0.0], &mut out, Some(&mut at));
+        d.scatter_max_plane(&at, &[5.0], &mut dx);
+        assert_eq!((out, dx), ([2.0], [0.0, 5.0, 0.0, 0.0]));
+        d.max_plane(&[f32::NAN, 2.0, f32::NAN, 0.0], &mut out, Some(&mut at));
+        d.scatter_max_plane(&at, &[5.0], &mut dx);
         assert!(out[0].is_nan());
+        assert_eq!(dx, [0.0, 0.0, 5.0, 0.0]);
     }
 }
