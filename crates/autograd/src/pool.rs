@@ -17,8 +17,10 @@ const MAX_BYTES: usize = 512 << 20;
 
 /// Free buffers grouped by capacity. A training loop asks for the same few sizes every
 /// step, so a request is an exact-size lookup among a handful of classes, not a scan
-/// of every free buffer. When the pool is full, the class used longest ago gives up a
-/// buffer, so sizes a program stopped using do not crowd out the ones it uses.
+/// of every free buffer. When the pool is full, the class holding the most free buffers
+/// gives up one (the one used longest ago among equals): a size that keeps coming back
+/// without being asked for (buffers allocated outside the pool) cannot crowd out the
+/// few big buffers a step reuses, and sizes a program stopped using go first.
 #[derive(Default)]
 struct Pool {
     classes: Vec<Class>,
@@ -42,9 +44,10 @@ impl Pool {
         Some(class)
     }
 
-    /// Frees one buffer of the least recently used class; false when there is none.
+    /// Frees one buffer of the fullest class; false when there is none.
     fn evict(&mut self) -> bool {
-        let Some(i) = (0..self.classes.len()).min_by_key(|&i| self.classes[i].last_used) else {
+        let key = |c: &Class| (std::cmp::Reverse(c.free.len()), c.last_used);
+        let Some(i) = (0..self.classes.len()).min_by_key(|&i| key(&self.classes[i])) else {
             return false;
         };
         let class = &mut self.classes[i];
@@ -190,6 +193,19 @@ mod tests {
         give(a);
         let again = take(3);
         assert_eq!(again.as_ptr(), ptr, "the newest size was kept");
+    }
+
+    #[test]
+    fn a_flood_of_one_size_does_not_push_out_the_others() {
+        let mut big = take(50_000);
+        big.resize(50_000, 0.0);
+        let ptr = big.as_ptr();
+        give(big);
+        for _ in 0..2 * MAX_BUFFERS {
+            give(Vec::with_capacity(7));
+        }
+        let again = take(50_000);
+        assert_eq!(again.as_ptr(), ptr, "the big buffer was kept");
     }
 
     #[test]
