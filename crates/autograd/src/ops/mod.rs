@@ -7,6 +7,7 @@ pub(crate) mod batchnorm;
 pub(crate) mod binary;
 pub(crate) mod conv;
 pub(crate) mod conv_kernels;
+pub(crate) mod conv_options;
 pub(crate) mod custom;
 pub(crate) mod gemm;
 pub(crate) mod layout;

@@ -6,6 +6,7 @@
 //! are in `pooling_kernels`, and the planes run on the threads (`planes`).
 
 use crate::error::{or_panic, Result, TensorError};
+use crate::ops::conv_options::check_positive;
 use crate::ops::planes;
 use crate::ops::pooling_kernels::{Axis, Kind, PoolGeom};
 use crate::pool;
@@ -82,12 +83,7 @@ fn pool_geom(op: &'static str, x: &Tensor, o: &Pool2dOptions, kind: Kind) -> Res
             x.shape()
         )));
     }
-    if o.kernel.contains(&0) || o.stride.contains(&0) {
-        return Err(bad(format!(
-            "kernel and stride must be positive, got kernel {:?} stride {:?}",
-            o.kernel, o.stride
-        )));
-    }
+    check_positive(op, [("kernel", o.kernel), ("stride", o.stride)])?;
     if o.padding[0] > o.kernel[0] / 2 || o.padding[1] > o.kernel[1] / 2 {
         return Err(bad(format!(
             "padding {:?} must be at most half the kernel {:?}",
