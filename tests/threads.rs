@@ -14,11 +14,14 @@ fn train(make: fn() -> Workload, threads: usize, steps: usize) -> (Vec<u32>, Vec
     (losses, w.bits())
 }
 
+/// A workload's name, constructor and number of steps.
+type Case = (&'static str, fn() -> Workload, usize);
+
 /// One test, so no other test changes the thread count under it. The convolution steps
 /// (w4, w5) also split im2col, col2im, pooling and batch norm over planes.
 #[test]
 fn one_and_two_threads_train_bit_identically() {
-    let workloads: [(&str, fn() -> Workload, usize); 3] = [
+    let workloads: [Case; 3] = [
         ("w2", Workload::w2, 4),
         ("w4", Workload::w4, 2),
         ("w5", Workload::w5, 2),
