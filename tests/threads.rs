@@ -11,9 +11,9 @@ use tapegrad::losses::CrossEntropyLoss;
 use tapegrad::nn::{Gpt, GptConfig, Module};
 use tapegrad::optim::{clip_grad_norm, AdamW, AdamWConfig, Optimizer};
 
-fn train(threads: usize, steps: usize) -> (Vec<u32>, Vec<u32>) {
+fn train(make: fn() -> Workload, threads: usize, steps: usize) -> (Vec<u32>, Vec<u32>) {
     set_num_threads(threads);
-    let mut w = Workload::w2();
+    let mut w = make();
     let losses = (0..steps).map(|_| w.step().to_bits()).collect();
     (losses, w.bits())
 }
@@ -63,17 +63,29 @@ fn train_gpt(threads: usize, steps: usize) -> (Vec<u32>, Vec<u32>) {
     (losses, bits)
 }
 
-// One test, because the thread count is process-wide: tests running side by side would
-// change each other's.
+/// A workload's name, constructor and number of steps.
+type Case = (&'static str, fn() -> Workload, usize);
+
+/// One test, so no other test changes the thread count under it. The convolution steps
+/// (w4, w5) also split im2col, col2im, pooling and batch norm over planes; the GPT its
+/// GELU, layer norms, residual adds and attention pairs.
 #[test]
 fn one_and_two_threads_train_bit_identically() {
-    let (losses_1, params_1) = train(1, 4);
-    let (losses_2, params_2) = train(2, 4);
-    assert_eq!(losses_1, losses_2);
-    assert!(
-        params_1 == params_2,
-        "parameters differ between 1 and 2 threads"
-    );
+    let workloads: [Case; 3] = [
+        ("w2", Workload::w2, 4),
+        ("w4", Workload::w4, 2),
+        ("w5", Workload::w5, 2),
+    ];
+    for (name, make, steps) in workloads {
+        let (losses_1, params_1) = train(make, 1, steps);
+        let (losses_2, params_2) = train(make, 2, steps);
+        assert_eq!(losses_1, losses_2, "{name}");
+        assert!(
+            params_1 == params_2,
+            "{name}: parameters differ between 1 and 2 threads"
+        );
+    }
+
     let (losses_1, params_1) = train_gpt(1, 3);
     let (losses_2, params_2) = train_gpt(2, 3);
     assert_eq!(

@@ -222,6 +222,19 @@ mod tests {
     }
 
     #[test]
+    fn a_flood_of_one_size_does_not_push_out_the_others() {
+        let mut big = take(50_000);
+        big.resize(50_000, 0.0);
+        let ptr = big.as_ptr();
+        give(big);
+        for _ in 0..2 * MAX_BUFFERS {
+            give(Vec::with_capacity(7));
+        }
+        let again = take(50_000);
+        assert_eq!(again.as_ptr(), ptr, "the big buffer was kept");
+    }
+
+    #[test]
     fn a_failed_allocation_is_an_error() {
         let err = try_take("zeros", usize::MAX).unwrap_err();
         assert_eq!(

@@ -52,10 +52,51 @@ fn params(weight: &Tensor, bias: &Option<Tensor>) -> Vec<(String, Tensor)> {
     p
 }
 
-/// Names the layer in an op's error: `Conv2d: conv2d: ...`.
-fn in_layer<T>(layer: &'static str, r: Result<T>) -> Result<T> {
-    r.map_err(|e| TensorError::InvalidArgument {
-        op: layer,
+/// What the three layers share, so each constructor and forward is one call to
+/// [`build`] or [`run`]: the layer's name, options, weight shape and op.
+trait ConvLayer: Sized {
+    const NAME: &'static str;
+    type Options: Copy;
+    /// `[kh, kw]`, or `k` for `Conv1d`.
+    type Kernel: Copy;
+    fn groups(options: &Self::Options) -> usize;
+    fn weight_shape(in_ch: usize, out_ch: usize, kernel: Self::Kernel, groups: usize)
+        -> Vec<usize>;
+    fn assemble(weight: Tensor, bias: Option<Tensor>, options: Self::Options) -> Self;
+    fn op(&self, x: &Tensor) -> Result<Tensor>;
+}
+
+/// Checks the channels, then draws the weight and bias from `rng`.
+fn build<L: ConvLayer>(
+    in_ch: usize,
+    out_ch: usize,
+    kernel: L::Kernel,
+    options: L::Options,
+    bias: bool,
+    rng: &mut impl Rng,
+) -> Result<L> {
+    let groups = L::groups(&options);
+    check_channels(L::NAME, in_ch, out_ch, groups)?;
+    let shape = L::weight_shape(in_ch, out_ch, kernel, groups);
+    let (weight, bias) = init_params(&shape, bias.then_some(out_ch), rng)?;
+    Ok(L::assemble(weight, bias, options))
+}
+
+/// [`build`] drawing from the default generator (see `tapegrad_autograd::manual_seed`).
+fn build_default<L: ConvLayer>(
+    in_ch: usize,
+    out_ch: usize,
+    kernel: L::Kernel,
+    options: L::Options,
+    bias: bool,
+) -> Result<L> {
+    with_default_rng(|rng| build(in_ch, out_ch, kernel, options, bias, rng))
+}
+
+/// The layer's op, its errors naming the layer: `Conv2d: conv2d: ...`.
+fn run<L: ConvLayer>(layer: &L, x: &Tensor) -> Result<Tensor> {
+    layer.op(x).map_err(|e| TensorError::InvalidArgument {
+        op: L::NAME,
         reason: e.to_string(),
     })
 }
@@ -71,11 +112,34 @@ pub struct Conv2d {
     pub options: Conv2dOptions,
 }
 
+impl ConvLayer for Conv2d {
+    const NAME: &'static str = "Conv2d";
+    type Options = Conv2dOptions;
+    type Kernel = [usize; 2];
+    fn groups(options: &Conv2dOptions) -> usize {
+        options.groups
+    }
+    fn weight_shape(in_ch: usize, out_ch: usize, k: [usize; 2], groups: usize) -> Vec<usize> {
+        vec![out_ch, in_ch / groups, k[0], k[1]]
+    }
+    fn assemble(weight: Tensor, bias: Option<Tensor>, options: Conv2dOptions) -> Self {
+        Conv2d {
+            weight,
+            bias,
+            options,
+        }
+    }
+    fn op(&self, x: &Tensor) -> Result<Tensor> {
+        x.try_conv2d(&self.weight, self.bias.as_ref(), self.options)
+    }
+}
+
 impl Conv2d {
     /// A square kernel, default options, with a bias, drawn from the default generator
     /// (see `tapegrad_autograd::manual_seed`).
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Result<Conv2d> {
-        with_default_rng(|rng| Conv2d::new_with_rng(in_channels, out_channels, kernel, rng))
+        let options = Conv2dOptions::new();
+        build_default(in_channels, out_channels, [kernel; 2], options, true)
     }
 
     /// Full control (kernel, options, bias), drawn from the default generator.
@@ -86,9 +150,7 @@ impl Conv2d {
         options: Conv2dOptions,
         bias: bool,
     ) -> Result<Conv2d> {
-        with_default_rng(|rng| {
-            Conv2d::with_options_and_rng(in_channels, out_channels, kernel, options, bias, rng)
-        })
+        build_default(in_channels, out_channels, kernel, options, bias)
     }
 
     /// A square `kernel`, stride 1, no padding, with a bias, drawn from `rng`.
@@ -98,14 +160,8 @@ impl Conv2d {
         kernel: usize,
         rng: &mut impl Rng,
     ) -> Result<Conv2d> {
-        Conv2d::with_options_and_rng(
-            in_channels,
-            out_channels,
-            [kernel, kernel],
-            Conv2dOptions::new(),
-            true,
-            rng,
-        )
+        let options = Conv2dOptions::new();
+        build(in_channels, out_channels, [kernel; 2], options, true, rng)
     }
 
     /// Full control: kernel `[kh, kw]`, options and whether there is a bias.
@@ -117,19 +173,7 @@ impl Conv2d {
         bias: bool,
         rng: &mut impl Rng,
     ) -> Result<Conv2d> {
-        check_channels("Conv2d", in_channels, out_channels, options.groups)?;
-        let shape = [
-            out_channels,
-            in_channels / options.groups,
-            kernel[0],
-            kernel[1],
-        ];
-        let (weight, bias) = init_params(&shape, bias.then_some(out_channels), rng)?;
-        Ok(Conv2d {
-            weight,
-            bias,
-            options,
-        })
+        build(in_channels, out_channels, kernel, options, bias, rng)
     }
 
     /// A layer around existing tensors (e.g. loaded weights); both become trainable.
@@ -158,20 +202,17 @@ impl Conv2d {
 
     /// The convolution, or an error naming the layer and the shapes.
     pub fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
-        in_layer(
-            "Conv2d",
-            x.try_conv2d(&self.weight, self.bias.as_ref(), self.options),
-        )
+        run(self, x)
     }
 }
 
 impl Module for Conv2d {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        or_panic(Conv2d::try_forward(self, x))
+        or_panic(run(self, x))
     }
     fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
-        Conv2d::try_forward(self, x)
+        run(self, x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         params(&self.weight, &self.bias)
@@ -189,11 +230,34 @@ pub struct Conv1d {
     pub options: Conv2dOptions,
 }
 
+impl ConvLayer for Conv1d {
+    const NAME: &'static str = "Conv1d";
+    type Options = Conv2dOptions;
+    type Kernel = usize;
+    fn groups(options: &Conv2dOptions) -> usize {
+        options.groups
+    }
+    fn weight_shape(in_ch: usize, out_ch: usize, k: usize, groups: usize) -> Vec<usize> {
+        vec![out_ch, in_ch / groups, k]
+    }
+    fn assemble(weight: Tensor, bias: Option<Tensor>, options: Conv2dOptions) -> Self {
+        Conv1d {
+            weight,
+            bias,
+            options,
+        }
+    }
+    fn op(&self, x: &Tensor) -> Result<Tensor> {
+        x.try_conv1d(&self.weight, self.bias.as_ref(), self.options)
+    }
+}
+
 impl Conv1d {
-    /// A square kernel, default options, with a bias, drawn from the default generator
-    /// (see `tapegrad_autograd::manual_seed`).
+    /// A kernel of `kernel` taps, default options, with a bias, drawn from the default
+    /// generator (see `tapegrad_autograd::manual_seed`).
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Result<Conv1d> {
-        with_default_rng(|rng| Conv1d::new_with_rng(in_channels, out_channels, kernel, rng))
+        let options = Conv2dOptions::new();
+        build_default(in_channels, out_channels, kernel, options, true)
     }
 
     /// Full control (kernel, options, bias), drawn from the default generator.
@@ -204,9 +268,7 @@ impl Conv1d {
         options: Conv2dOptions,
         bias: bool,
     ) -> Result<Conv1d> {
-        with_default_rng(|rng| {
-            Conv1d::with_options_and_rng(in_channels, out_channels, kernel, options, bias, rng)
-        })
+        build_default(in_channels, out_channels, kernel, options, bias)
     }
 
     /// Kernel `k`, stride 1, no padding, with a bias, drawn from `rng`.
@@ -216,14 +278,8 @@ impl Conv1d {
         kernel: usize,
         rng: &mut impl Rng,
     ) -> Result<Conv1d> {
-        Conv1d::with_options_and_rng(
-            in_channels,
-            out_channels,
-            kernel,
-            Conv2dOptions::new(),
-            true,
-            rng,
-        )
+        let options = Conv2dOptions::new();
+        build(in_channels, out_channels, kernel, options, true, rng)
     }
 
     /// Full control: kernel size, options and whether there is a bias.
@@ -235,32 +291,22 @@ impl Conv1d {
         bias: bool,
         rng: &mut impl Rng,
     ) -> Result<Conv1d> {
-        check_channels("Conv1d", in_channels, out_channels, options.groups)?;
-        let shape = [out_channels, in_channels / options.groups, kernel];
-        let (weight, bias) = init_params(&shape, bias.then_some(out_channels), rng)?;
-        Ok(Conv1d {
-            weight,
-            bias,
-            options,
-        })
+        build(in_channels, out_channels, kernel, options, bias, rng)
     }
 
     /// The convolution, or an error naming the layer and the shapes.
     pub fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
-        in_layer(
-            "Conv1d",
-            x.try_conv1d(&self.weight, self.bias.as_ref(), self.options),
-        )
+        run(self, x)
     }
 }
 
 impl Module for Conv1d {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        or_panic(Conv1d::try_forward(self, x))
+        or_panic(run(self, x))
     }
     fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
-        Conv1d::try_forward(self, x)
+        run(self, x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         params(&self.weight, &self.bias)
@@ -277,13 +323,34 @@ pub struct ConvTranspose2d {
     pub options: ConvTranspose2dOptions,
 }
 
+impl ConvLayer for ConvTranspose2d {
+    const NAME: &'static str = "ConvTranspose2d";
+    type Options = ConvTranspose2dOptions;
+    type Kernel = [usize; 2];
+    fn groups(options: &ConvTranspose2dOptions) -> usize {
+        options.groups
+    }
+    fn weight_shape(in_ch: usize, out_ch: usize, k: [usize; 2], groups: usize) -> Vec<usize> {
+        vec![in_ch, out_ch / groups, k[0], k[1]]
+    }
+    fn assemble(weight: Tensor, bias: Option<Tensor>, options: ConvTranspose2dOptions) -> Self {
+        ConvTranspose2d {
+            weight,
+            bias,
+            options,
+        }
+    }
+    fn op(&self, x: &Tensor) -> Result<Tensor> {
+        x.try_conv_transpose2d(&self.weight, self.bias.as_ref(), self.options)
+    }
+}
+
 impl ConvTranspose2d {
     /// A square kernel, default options, with a bias, drawn from the default generator
     /// (see `tapegrad_autograd::manual_seed`).
     pub fn new(in_channels: usize, out_channels: usize, kernel: usize) -> Result<ConvTranspose2d> {
-        with_default_rng(|rng| {
-            ConvTranspose2d::new_with_rng(in_channels, out_channels, kernel, rng)
-        })
+        let options = ConvTranspose2dOptions::new();
+        build_default(in_channels, out_channels, [kernel; 2], options, true)
     }
 
     /// Full control (kernel, options, bias), drawn from the default generator.
@@ -294,16 +361,7 @@ impl ConvTranspose2d {
         options: ConvTranspose2dOptions,
         bias: bool,
     ) -> Result<ConvTranspose2d> {
-        with_default_rng(|rng| {
-            ConvTranspose2d::with_options_and_rng(
-                in_channels,
-                out_channels,
-                kernel,
-                options,
-                bias,
-                rng,
-            )
-        })
+        build_default(in_channels, out_channels, kernel, options, bias)
     }
 
     /// A square `kernel`, stride 1, with a bias, drawn from `rng`.
@@ -313,14 +371,8 @@ impl ConvTranspose2d {
         kernel: usize,
         rng: &mut impl Rng,
     ) -> Result<ConvTranspose2d> {
-        ConvTranspose2d::with_options_and_rng(
-            in_channels,
-            out_channels,
-            [kernel, kernel],
-            ConvTranspose2dOptions::new(),
-            true,
-            rng,
-        )
+        let options = ConvTranspose2dOptions::new();
+        build(in_channels, out_channels, [kernel; 2], options, true, rng)
     }
 
     /// Full control: kernel `[kh, kw]`, options and whether there is a bias.
@@ -332,37 +384,22 @@ impl ConvTranspose2d {
         bias: bool,
         rng: &mut impl Rng,
     ) -> Result<ConvTranspose2d> {
-        check_channels("ConvTranspose2d", in_channels, out_channels, options.groups)?;
-        let shape = [
-            in_channels,
-            out_channels / options.groups,
-            kernel[0],
-            kernel[1],
-        ];
-        let (weight, bias) = init_params(&shape, bias.then_some(out_channels), rng)?;
-        Ok(ConvTranspose2d {
-            weight,
-            bias,
-            options,
-        })
+        build(in_channels, out_channels, kernel, options, bias, rng)
     }
 
     /// The transposed convolution, or an error naming the layer and the shapes.
     pub fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
-        in_layer(
-            "ConvTranspose2d",
-            x.try_conv_transpose2d(&self.weight, self.bias.as_ref(), self.options),
-        )
+        run(self, x)
     }
 }
 
 impl Module for ConvTranspose2d {
     #[track_caller]
     fn forward(&self, x: &Tensor) -> Tensor {
-        or_panic(ConvTranspose2d::try_forward(self, x))
+        or_panic(run(self, x))
     }
     fn try_forward(&self, x: &Tensor) -> Result<Tensor> {
-        ConvTranspose2d::try_forward(self, x)
+        run(self, x)
     }
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         params(&self.weight, &self.bias)

@@ -288,7 +288,7 @@ impl Tensor {
                 forward_one(geom, b, qd, kd, vd, mask_ref, out, lse);
             };
             match parallel_work(geom) {
-                Some(work) => for_each_piece2(&mut out, l * dv, &mut lse, l, work, one),
+                Some(work) => for_each_piece2((&mut out, l * dv), (&mut lse, l), work, one),
                 None => {
                     for b in 0..batch {
                         one(

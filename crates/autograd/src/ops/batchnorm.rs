@@ -7,7 +7,9 @@
 //! uses the running statistics, which makes it an affine map per channel. The backward
 //! rule is the closed form, not a chain of elementwise ops: see `docs/convolution.md`.
 
+use crate::cpu::with_avx2_fma;
 use crate::error::{or_panic, Result, TensorError};
+use crate::parallel::{for_each_piece, for_each_piece2};
 use crate::pool;
 use crate::shape::Shape;
 use crate::tape::{self, Grads, Op};
@@ -23,6 +25,63 @@ pub(crate) struct BatchNormRecord {
     training: bool,
 }
 
+/// Lanes of the vectorised sums: their order is fixed, so results do not depend on the
+/// machine or the thread count.
+const LANES: usize = 8;
+
+/// Σx in f64, over `LANES` interleaved partial sums.
+fn sum_f64(x: &[f32]) -> f64 {
+    with_avx2_fma(|| {
+        let mut acc = [0.0f64; LANES];
+        let chunks = x.chunks_exact(LANES);
+        let tail: f64 = chunks.remainder().iter().map(|&v| v as f64).sum();
+        for c in chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a += v as f64;
+            }
+        }
+        acc.iter().sum::<f64>() + tail
+    })
+}
+
+/// Σ(x − m)² in f64, over `LANES` interleaved partial sums.
+fn sq_dev_f64(x: &[f32], m: f64) -> f64 {
+    with_avx2_fma(|| {
+        let mut acc = [0.0f64; LANES];
+        let chunks = x.chunks_exact(LANES);
+        let tail: f64 = (chunks.remainder().iter())
+            .map(|&v| (v as f64 - m) * (v as f64 - m))
+            .sum();
+        for c in chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                let d = v as f64 - m;
+                *a += d * d;
+            }
+        }
+        acc.iter().sum::<f64>() + tail
+    })
+}
+
+/// (Σg, Σg·(x − m)) over one plane, over `LANES` interleaved partial sums.
+fn grad_sums(g: &[f32], x: &[f32], m: f32) -> (f32, f32) {
+    with_avx2_fma(|| {
+        let (mut sg, mut sgx) = ([0.0f32; LANES], [0.0f32; LANES]);
+        let (gc, xc) = (g.chunks_exact(LANES), x.chunks_exact(LANES));
+        let (mut tg, mut tgx) = (0.0, 0.0);
+        for (&gv, &xv) in gc.remainder().iter().zip(xc.remainder()) {
+            tg += gv;
+            tgx += gv * (xv - m);
+        }
+        for (gs, xs) in gc.zip(xc) {
+            for i in 0..LANES {
+                sg[i] += gs[i];
+                sgx[i] += gs[i] * (xs[i] - m);
+            }
+        }
+        (sg.iter().sum::<f32>() + tg, sgx.iter().sum::<f32>() + tgx)
+    })
+}
+
 /// (batch, channels, inner) of a `[N, C, ...]` input.
 fn layout(x: &[usize]) -> (usize, usize, usize) {
     (x[0], x[1], x[2..].iter().product())
@@ -36,44 +95,44 @@ impl BatchNormRecord {
         let (mean, invstd) = stats.split_at(c);
         let w = self.weight.as_ref().map(|w| w.data());
         // Per channel: Σg and Σg·x̂, which give the parameter gradients and the
-        // training-mode correction terms.
+        // training-mode correction terms. One task sums a whole channel.
         let mut sum_g = pool::zeros(c);
         let mut sum_gx = pool::zeros(c);
-        for b in 0..n {
-            for ch in 0..c {
+        let (xs, ws): (&[f32], Option<&[f32]>) = (&x, w.as_deref());
+        let (sums_g, sums_gx) = ((&mut sum_g[..], 1), (&mut sum_gx[..], 1));
+        for_each_piece2(sums_g, sums_gx, 2 * g.len(), |ch, sg, sgx| {
+            let (m, s) = (mean[ch], invstd[ch]);
+            for b in 0..n {
                 let at = (b * c + ch) * inner;
-                let (m, s) = (mean[ch], invstd[ch]);
-                let (mut sg, mut sgx) = (0.0, 0.0);
-                for (&gv, &xv) in g[at..at + inner].iter().zip(&x[at..at + inner]) {
-                    sg += gv;
-                    sgx += gv * (xv - m) * s;
-                }
-                sum_g[ch] += sg;
-                sum_gx[ch] += sgx;
+                let (pg, pgx) = grad_sums(&g[at..at + inner], &xs[at..at + inner], m);
+                sg[0] += pg;
+                sgx[0] += pgx * s;
             }
-        }
+        });
         if grads.wants(&self.input) {
             let count = (n * inner) as f32;
             let mut dx = pool::for_overwrite(self.input.numel());
-            for b in 0..n {
-                for ch in 0..c {
-                    let at = (b * c + ch) * inner;
-                    let (m, s) = (mean[ch], invstd[ch]);
-                    let scale = w.as_ref().map_or(1.0, |w| w[ch]) * s;
-                    let dst = &mut dx[at..at + inner];
-                    if self.training {
-                        // dx = γ·s·(g − Σg/M − x̂·Σg·x̂/M)
-                        let (mg, mgx) = (sum_g[ch] / count, sum_gx[ch] / count);
-                        for ((d, &gv), &xv) in dst.iter_mut().zip(&g[at..]).zip(&x[at..]) {
+            let (sum_g, sum_gx, training) = (&sum_g[..], &sum_gx[..], self.training);
+            for_each_piece(&mut dx, inner, 3 * g.len(), |plane, dst| {
+                let ch = plane % c;
+                let at = plane * inner;
+                let (m, s) = (mean[ch], invstd[ch]);
+                let scale = ws.map_or(1.0, |w| w[ch]) * s;
+                let (g, x) = (&g[at..at + inner], &xs[at..at + inner]);
+                if training {
+                    // dx = γ·s·(g − Σg/M − x̂·Σg·x̂/M)
+                    let (mg, mgx) = (sum_g[ch] / count, sum_gx[ch] / count);
+                    with_avx2_fma(|| {
+                        for ((d, &gv), &xv) in dst.iter_mut().zip(g).zip(x) {
                             *d = scale * (gv - mg - (xv - m) * s * mgx);
                         }
-                    } else {
-                        for (d, &gv) in dst.iter_mut().zip(&g[at..]) {
-                            *d = scale * gv;
-                        }
+                    });
+                } else {
+                    for (d, &gv) in dst.iter_mut().zip(g) {
+                        *d = scale * gv;
                     }
                 }
-            }
+            });
             grads.add(&self.input, dx);
         }
         drop((x, stats, w));
@@ -147,24 +206,16 @@ impl Tensor {
                     )));
                 }
                 // Sums in f64 like PyTorch's CPU kernel; two passes (mean, then squared
-                // deviations) avoid cancellation.
-                let plane = |b: usize, ch: usize| &x[(b * c + ch) * inner..][..inner];
-                for ch in 0..c {
-                    let sum: f64 = (0..n)
-                        .map(|b| plane(b, ch).iter().map(|&v| v as f64).sum::<f64>())
-                        .sum();
+                // deviations) avoid cancellation. One task sums a whole channel.
+                let xs: &[f32] = &x;
+                for_each_piece2((mean, 1), (invstd, 1), 2 * xs.len(), |ch, mean, sq| {
+                    let plane = |b: usize| &xs[(b * c + ch) * inner..][..inner];
+                    let sum: f64 = (0..n).map(|b| sum_f64(plane(b))).sum();
                     let m = sum / count as f64;
-                    let sq: f64 = (0..n)
-                        .map(|b| {
-                            plane(b, ch)
-                                .iter()
-                                .map(|&v| (v as f64 - m) * (v as f64 - m))
-                                .sum::<f64>()
-                        })
-                        .sum();
-                    mean[ch] = m as f32;
-                    invstd[ch] = sq as f32;
-                }
+                    let dev: f64 = (0..n).map(|b| sq_dev_f64(plane(b), m)).sum();
+                    mean[0] = m as f32;
+                    sq[0] = dev as f32;
+                });
                 let unbias = count as f32 / (count - 1) as f32;
                 if let (Some(rm), Some(rv)) = (running_mean, running_var) {
                     let (mut rm, mut rv) = (rm.data_mut(), rv.data_mut());
@@ -192,16 +243,17 @@ impl Tensor {
             let x = self.data();
             let (mean, invstd) = stats.split_at(c);
             let (w, b) = (weight.map(|t| t.data()), bias.map(|t| t.data()));
-            for bi in 0..n {
-                for ch in 0..c {
-                    let scale = w.as_ref().map_or(1.0, |w| w[ch]) * invstd[ch];
-                    let shift = b.as_ref().map_or(0.0, |b| b[ch]) - mean[ch] * scale;
-                    let at = (bi * c + ch) * inner;
-                    for (y, &v) in out[at..at + inner].iter_mut().zip(&x[at..at + inner]) {
-                        *y = v * scale + shift;
-                    }
+            let (xs, ws, bs): (&[f32], Option<&[f32]>, Option<&[f32]>) =
+                (&x, w.as_deref(), b.as_deref());
+            for_each_piece(&mut out, inner, 2 * xs.len(), |plane, dst| {
+                let ch = plane % c;
+                let scale = ws.map_or(1.0, |w| w[ch]) * invstd[ch];
+                let shift = bs.map_or(0.0, |b| b[ch]) - mean[ch] * scale;
+                let src = &xs[plane * inner..][..inner];
+                for (y, &v) in dst.iter_mut().zip(src) {
+                    *y = v * scale + shift;
                 }
-            }
+            });
         }
         let out = Tensor::from_parts(out, self.0.shape.clone());
         let mut inputs = vec![self];

@@ -9,6 +9,8 @@
 //! NCHW and the `[O, N · P]` layout of the product, a copy that is small next to it.
 
 use crate::ops::gemm::{gemm_into, MatRef};
+use crate::ops::planes;
+use crate::parallel::for_each_piece;
 use crate::pool;
 
 /// The shape of one convolution seen from its "conv" side: an input `[n, c, h, w]`
@@ -72,73 +74,80 @@ fn valid_range(off: isize, s: usize, len: usize, out: usize) -> (usize, usize) {
     ((lo as usize).min(hi), hi)
 }
 
-/// Walks every (column-matrix row, sample, output row) of group `grp` and hands `f` the
-/// matching input row (`None` in the padding) with the valid output columns and the
-/// input column of the first one.
+/// Walks one row of group `grp`'s column matrix (`row` = (ci · kh + ki) · kw + kj) for
+/// one sample `n`: hands `f` each output row's offset in the column row, the matching
+/// input row's offset in the sample's channel plane (`None` in the padding), the valid
+/// output columns and the input column of the first one.
 #[inline]
-fn for_each_tap_row(
-    d: &Geom,
-    grp: usize,
-    mut f: impl FnMut(usize, usize, Option<usize>, (usize, usize), usize),
-) {
-    for ci in 0..d.cg() {
-        let c = grp * d.cg() + ci;
-        for ki in 0..d.kh {
-            for kj in 0..d.kw {
-                let row = (ci * d.kh + ki) * d.kw + kj;
-                let off = (kj * d.dw) as isize - d.pw as isize;
-                let (lo, hi) = valid_range(off, d.sw, d.w, d.ow);
-                let first_iw = (lo as isize * d.sw as isize + off).max(0) as usize;
-                for n in 0..d.n {
-                    let plane = (n * d.c + c) * d.h * d.w;
-                    for oh in 0..d.oh {
-                        let ih = (oh * d.sh + ki * d.dh) as isize - d.ph as isize;
-                        let col_at = row * d.np() + n * d.p() + oh * d.ow;
-                        let src = (ih >= 0 && (ih as usize) < d.h)
-                            .then(|| plane + ih as usize * d.w + first_iw);
-                        f(col_at, d.ow, src, (lo, hi), d.sw);
-                    }
-                }
-            }
-        }
+fn for_each_tap(d: &Geom, row: usize, mut f: impl FnMut(usize, Option<usize>, (usize, usize))) {
+    let (ki, kj) = ((row / d.kw) % d.kh, row % d.kw);
+    let off = (kj * d.dw) as isize - d.pw as isize;
+    let (lo, hi) = valid_range(off, d.sw, d.w, d.ow);
+    let first_iw = (lo as isize * d.sw as isize + off).max(0) as usize;
+    for oh in 0..d.oh {
+        let ih = (oh * d.sh + ki * d.dh) as isize - d.ph as isize;
+        let src = (ih >= 0 && (ih as usize) < d.h).then(|| ih as usize * d.w + first_iw);
+        f(oh * d.ow, src, (lo, hi));
     }
 }
 
-/// Writes group `grp`'s column matrix `[kg, n · p]` of `x` into `col`.
+/// Writes group `grp`'s column matrix `[kg, n · p]` of `x` into `col`, one row per
+/// task.
 pub(crate) fn im2col(x: &[f32], d: &Geom, grp: usize, col: &mut [f32]) {
-    for_each_tap_row(d, grp, |at, ow, src, (lo, hi), s| {
-        let dst = &mut col[at..at + ow];
-        let Some(src) = src else {
-            dst.fill(0.0);
-            return;
-        };
-        dst[..lo].fill(0.0);
-        dst[hi..].fill(0.0);
-        let dst = &mut dst[lo..hi];
-        if s == 1 {
-            dst.copy_from_slice(&x[src..src + dst.len()]);
-        } else {
-            for (j, v) in dst.iter_mut().enumerate() {
-                *v = x[src + j * s];
-            }
+    let (np, p, hw, s) = (d.np(), d.p(), d.h * d.w, d.sw);
+    for_each_piece(&mut col[..d.kg() * np], np, d.kg() * np, |row, dst| {
+        let c = grp * d.cg() + row / (d.kh * d.kw);
+        for n in 0..d.n {
+            let plane = &x[(n * d.c + c) * hw..][..hw];
+            let dst = &mut dst[n * p..][..p];
+            for_each_tap(d, row, |at, src, (lo, hi)| {
+                let dst = &mut dst[at..at + d.ow];
+                let Some(src) = src else {
+                    dst.fill(0.0);
+                    return;
+                };
+                dst[..lo].fill(0.0);
+                dst[hi..].fill(0.0);
+                let dst = &mut dst[lo..hi];
+                if s == 1 {
+                    dst.copy_from_slice(&plane[src..src + dst.len()]);
+                } else {
+                    for (j, v) in dst.iter_mut().enumerate() {
+                        *v = plane[src + j * s];
+                    }
+                }
+            });
         }
     });
 }
 
-/// Adds group `grp`'s column matrix back onto the image it was read from (the adjoint
-/// of [`im2col`]): overlapping taps accumulate.
+/// Writes the image that group `grp`'s column matrix adds up to (the adjoint of
+/// [`im2col`]) into the group's channel planes of `x`, one plane per task: each
+/// element sums its taps in the order of the kernel, whatever the threads.
 pub(crate) fn col2im(col: &[f32], d: &Geom, grp: usize, x: &mut [f32]) {
-    for_each_tap_row(d, grp, |at, _, src, (lo, hi), s| {
-        let Some(src) = src else { return };
-        let from = &col[at + lo..at + hi];
-        if s == 1 {
-            for (a, b) in x[src..src + from.len()].iter_mut().zip(from) {
-                *a += b;
-            }
-        } else {
-            for (j, v) in from.iter().enumerate() {
-                x[src + j * s] += v;
-            }
+    let (np, p, hw, s, taps) = (d.np(), d.p(), d.h * d.w, d.sw, d.kh * d.kw);
+    for_each_piece(x, hw, d.kg() * np, |plane, dst| {
+        let (n, c) = (plane / d.c, plane % d.c);
+        if c / d.cg() != grp {
+            return;
+        }
+        dst.fill(0.0);
+        let ci = c - grp * d.cg();
+        for row in ci * taps..(ci + 1) * taps {
+            let from_row = &col[row * np + n * p..][..p];
+            for_each_tap(d, row, |at, src, (lo, hi)| {
+                let Some(src) = src else { return };
+                let from = &from_row[at + lo..at + hi];
+                if s == 1 {
+                    for (a, b) in dst[src..src + from.len()].iter_mut().zip(from) {
+                        *a += b;
+                    }
+                } else {
+                    for (j, v) in from.iter().enumerate() {
+                        dst[src + j * s] += v;
+                    }
+                }
+            });
         }
     });
 }
@@ -146,12 +155,10 @@ pub(crate) fn col2im(col: &[f32], d: &Geom, grp: usize, x: &mut [f32]) {
 /// `[n, ch, p]` → `[ch, n · p]`: an NCHW gradient or input laid out as the product's.
 pub(crate) fn to_channel_major(x: &[f32], n: usize, ch: usize, p: usize) -> Vec<f32> {
     let mut out = pool::for_overwrite(n * ch * p);
-    for b in 0..n {
-        for c in 0..ch {
-            let src = &x[(b * ch + c) * p..][..p];
-            out[c * n * p + b * p..][..p].copy_from_slice(src);
-        }
-    }
+    for_each_piece(&mut out, p, 2 * x.len(), |i, dst| {
+        let (c, b) = (i / n, i % n);
+        dst.copy_from_slice(&x[(b * ch + c) * p..][..p]);
+    });
     out
 }
 
@@ -179,17 +186,18 @@ pub(crate) fn conv_forward(
             &mut tmp,
             false,
         );
-        for oi in 0..og {
-            let o = grp * og + oi;
-            let b = bias.map_or(0.0, |b| b[o]);
-            for s in 0..d.n {
-                let src = &tmp[oi * np + s * p..][..p];
-                let dst = &mut out[(s * d.o + o) * p..][..p];
-                for (y, v) in dst.iter_mut().zip(src) {
-                    *y = v + b;
-                }
+        let tmp = &tmp[..];
+        for_each_piece(&mut out, p, 2 * og * np, |plane, dst| {
+            let (s, o) = (plane / d.o, plane % d.o);
+            if o / og != grp {
+                return;
             }
-        }
+            let b = bias.map_or(0.0, |b| b[o]);
+            let src = &tmp[(o - grp * og) * np + s * p..][..p];
+            for (y, v) in dst.iter_mut().zip(src) {
+                *y = v + b;
+            }
+        });
     }
     pool::give(tmp);
     (out, col)
@@ -199,7 +207,8 @@ pub(crate) fn conv_forward(
 /// output gradient already in channel-major layout `[o, n · p]`.
 pub(crate) fn conv_input_grad(g_cm: &[f32], w: &[f32], d: &Geom) -> Vec<f32> {
     let (kg, og, np) = (d.kg(), d.og(), d.np());
-    let mut dx = pool::zeros(d.n * d.c * d.h * d.w);
+    // col2im writes every plane of its group.
+    let mut dx = pool::for_overwrite(d.n * d.c * d.h * d.w);
     let mut dcol = pool::for_overwrite(kg * np);
     for grp in 0..d.groups {
         gemm_into(
@@ -239,11 +248,11 @@ pub(crate) fn conv_weight_grad(col: &[f32], g_cm: &[f32], d: &Geom) -> Vec<f32> 
 /// Sums an NCHW gradient over the batch and the pixels: one value per channel.
 pub(crate) fn channel_sums(g: &[f32], n: usize, ch: usize, p: usize) -> Vec<f32> {
     let mut out = pool::zeros(ch);
-    for b in 0..n {
-        for (c, o) in out.iter_mut().enumerate() {
-            *o += g[(b * ch + c) * p..][..p].iter().sum::<f32>();
+    for_each_piece(&mut out, 1, g.len(), |c, o| {
+        for b in 0..n {
+            o[0] += planes::sum(&g[(b * ch + c) * p..][..p]);
         }
-    }
+    });
     out
 }
 

@@ -220,9 +220,12 @@ impl LayerNormRecord {
                 );
             };
             if want_x {
-                for_each_piece2(&mut dx, block, &mut partials, 2 * d, rows * d, |i, a, p| {
-                    run(i, Some(a), p)
-                });
+                for_each_piece2(
+                    (&mut dx, block),
+                    (&mut partials, 2 * d),
+                    rows * d,
+                    |i, a, p| run(i, Some(a), p),
+                );
             } else {
                 for_each_piece(&mut partials, 2 * d, rows * d, |i, p| run(i, None, p));
             }
@@ -293,10 +296,8 @@ impl Tensor {
             let (x, w, b): (&[f32], _, _) = (&x, w.as_deref(), b.as_deref());
             let block = ROWS_PER_BLOCK * d;
             for_each_piece2(
-                &mut out,
-                block,
-                &mut stats,
-                2 * ROWS_PER_BLOCK,
+                (&mut out, block),
+                (&mut stats, 2 * ROWS_PER_BLOCK),
                 rows * d,
                 |i, y, st| forward_rows(&x[i * block..][..y.len()], y, st, d, w, b, eps),
             );

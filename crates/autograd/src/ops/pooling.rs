@@ -2,13 +2,15 @@
 //! `max_pool2d`, `avg_pool2d`, `adaptive_avg_pool2d`, and `flatten`, which usually
 //! follows them.
 //!
-//! Every pooling window is computed by one rule per axis ([`Axis::window`]), shared by
-//! the forward and backward passes. Max pooling saves nothing but its input: backward
-//! finds each window's arg-max again with the same tie rule (the first maximum, a NaN
-//! wins), which costs a pass over the input but no index buffer per step.
+//! This file checks the options and records the ops; the loops, one plane at a time,
+//! are in `pooling_kernels`, and the planes run on the threads (`planes`).
 
 use crate::error::{or_panic, Result, TensorError};
+use crate::ops::conv_options::check_positive;
+use crate::ops::pooling_kernels::{Axis, Kind, PoolGeom};
+use crate::parallel::{for_each_piece, for_each_piece2};
 use crate::pool;
+use crate::shape::Shape;
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
 
@@ -62,106 +64,6 @@ impl Pool2dOptions {
     }
 }
 
-/// How windows run along one axis.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Axis {
-    len: usize,
-    out: usize,
-    k: usize,
-    s: usize,
-    p: usize,
-    adaptive: bool,
-}
-
-impl Axis {
-    /// The window of output index `i`: input range `start..end` (clipped to the input)
-    /// and its size counting padding.
-    fn window(&self, i: usize) -> (usize, usize, usize) {
-        if self.adaptive {
-            let start = i * self.len / self.out;
-            let end = ((i + 1) * self.len).div_ceil(self.out);
-            return (start, end, end - start);
-        }
-        let start = (i * self.s) as isize - self.p as isize;
-        let end = (start + self.k as isize).min((self.len + self.p) as isize);
-        let size = (end - start) as usize;
-        let start = start.max(0) as usize;
-        let end = (end.max(0) as usize).min(self.len);
-        (start.min(end), end, size)
-    }
-}
-
-/// The kind of pooling recorded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kind {
-    Max,
-    Avg { count_include_pad: bool },
-}
-
-/// A pooling of `planes` planes of `[h, w]`, with its two axes.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct PoolGeom {
-    planes: usize,
-    rows: Axis,
-    cols: Axis,
-    kind: Kind,
-}
-
-impl PoolGeom {
-    fn in_plane(&self) -> usize {
-        self.rows.len * self.cols.len
-    }
-    fn out_plane(&self) -> usize {
-        self.rows.out * self.cols.out
-    }
-
-    /// Calls `f(output index, input plane offset, rows, cols, divisor)` per window.
-    fn for_each_window(
-        &self,
-        mut f: impl FnMut(usize, usize, (usize, usize), (usize, usize), f32),
-    ) {
-        for plane in 0..self.planes {
-            for oh in 0..self.rows.out {
-                let (h0, h1, hs) = self.rows.window(oh);
-                for ow in 0..self.cols.out {
-                    let (w0, w1, ws) = self.cols.window(ow);
-                    let divisor = match self.kind {
-                        Kind::Avg {
-                            count_include_pad: true,
-                        } => (hs * ws) as f32,
-                        _ => ((h1 - h0) * (w1 - w0)) as f32,
-                    };
-                    let at = plane * self.out_plane() + oh * self.cols.out + ow;
-                    f(at, plane * self.in_plane(), (h0, h1), (w0, w1), divisor);
-                }
-            }
-        }
-    }
-
-    /// The flat input index of the window's maximum: the first one, or the last NaN
-    /// (PyTorch's CPU rule); None for an empty window.
-    fn argmax(
-        &self,
-        x: &[f32],
-        base: usize,
-        rows: (usize, usize),
-        cols: (usize, usize),
-    ) -> Option<usize> {
-        let mut best: Option<(usize, f32)> = None;
-        for h in rows.0..rows.1 {
-            for w in cols.0..cols.1 {
-                let i = base + h * self.cols.len + w;
-                let v = x[i];
-                match best {
-                    Some((_, m)) if !(v > m || v.is_nan()) => {}
-                    _ => best = Some((i, v)),
-                }
-            }
-        }
-        best.map(|(i, _)| i)
-    }
-}
-
 /// Output size along one axis, as PyTorch's `pooling_output_shape`.
 fn pooled_len(len: usize, k: usize, s: usize, p: usize, ceil: bool) -> Option<usize> {
     let span = (len + 2 * p).checked_sub(k)?;
@@ -181,12 +83,7 @@ fn pool_geom(op: &'static str, x: &Tensor, o: &Pool2dOptions, kind: Kind) -> Res
             x.shape()
         )));
     }
-    if o.kernel.contains(&0) || o.stride.contains(&0) {
-        return Err(bad(format!(
-            "kernel and stride must be positive, got kernel {:?} stride {:?}",
-            o.kernel, o.stride
-        )));
-    }
+    check_positive(op, [("kernel", o.kernel), ("stride", o.stride)])?;
     if o.padding[0] > o.kernel[0] / 2 || o.padding[1] > o.kernel[1] / 2 {
         return Err(bad(format!(
             "padding {:?} must be at most half the kernel {:?}",
@@ -220,33 +117,31 @@ fn pool_geom(op: &'static str, x: &Tensor, o: &Pool2dOptions, kind: Kind) -> Res
     })
 }
 
-/// What a pooling saves for backward: its input (max pooling reads it again).
+/// What a pooling saves for backward: its input (for its identity and size) and, for
+/// max pooling, the in-plane index of each window's maximum, a `u32` stored in the bits
+/// of an `f32` so the buffer comes from the pool like every other.
 pub(crate) struct PoolRecord {
     input: Tensor,
     geom: PoolGeom,
+    argmax: Option<Tensor>,
 }
 
 impl PoolRecord {
     pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
         let d = &self.geom;
-        let mut dx = pool::zeros(self.input.numel());
-        match d.kind {
-            Kind::Max => {
-                let x = self.input.data();
-                d.for_each_window(|at, base, rows, cols, _| {
-                    if let Some(i) = d.argmax(&x, base, rows, cols) {
-                        dx[i] += g[at];
-                    }
+        let mut dx = pool::for_overwrite(self.input.numel());
+        let (ip, op) = (d.in_plane(), d.out_plane());
+        let work = d.planes * (ip + 2 * op);
+        match &self.argmax {
+            Some(argmax) => {
+                let argmax = argmax.data();
+                let at: &[f32] = &argmax;
+                for_each_piece(&mut dx, ip, work, |i, dx| {
+                    d.scatter_max_plane(&at[i * op..][..op], &g[i * op..][..op], dx)
                 });
             }
-            Kind::Avg { .. } => d.for_each_window(|at, base, rows, cols, divisor| {
-                let v = g[at] / divisor;
-                for h in rows.0..rows.1 {
-                    let row = base + h * d.cols.len;
-                    dx[row + cols.0..row + cols.1]
-                        .iter_mut()
-                        .for_each(|e| *e += v);
-                }
+            None => for_each_piece(&mut dx, ip, work, |i, dx| {
+                d.avg_backward_plane(&g[i * op..][..op], dx)
             }),
         }
         grads.add(&self.input, dx);
@@ -256,38 +151,41 @@ impl PoolRecord {
 impl Tensor {
     fn pool2d(&self, geom: PoolGeom) -> Tensor {
         let x = self.data();
-        let mut out = pool::for_overwrite(geom.planes * geom.out_plane());
-        geom.for_each_window(|at, base, rows, cols, divisor| {
-            out[at] = match geom.kind {
-                Kind::Max => geom
-                    .argmax(&x, base, rows, cols)
-                    .map_or(f32::NEG_INFINITY, |i| x[i]),
-                Kind::Avg { .. } => {
-                    let mut sum = 0.0;
-                    for h in rows.0..rows.1 {
-                        let row = base + h * geom.cols.len;
-                        sum += x[row + cols.0..row + cols.1].iter().sum::<f32>();
-                    }
-                    if divisor > 0.0 {
-                        sum / divisor
-                    } else {
-                        0.0
-                    }
-                }
-            };
-        });
+        let (xs, ip, op): (&[f32], _, _) = (&x, geom.in_plane(), geom.out_plane());
+        let mut out = pool::for_overwrite(geom.planes * op);
+        let work = geom.planes * (ip + 2 * op);
+        // Max pooling saves each window's arg-max (when recording), so backward need
+        // not read the input again.
+        let mut argmax = (geom.kind == Kind::Max && tape::should_record(&[self]))
+            .then(|| pool::for_overwrite(geom.planes * op));
+        match argmax.as_mut() {
+            Some(at) => for_each_piece2((&mut out, op), (at, op), work, |i, out, at| {
+                geom.max_plane(&xs[i * ip..][..ip], out, Some(at))
+            }),
+            None => for_each_piece(&mut out, op, work, |i, out| {
+                geom.forward_plane(&xs[i * ip..][..ip], out)
+            }),
+        }
         drop(x);
         let rank = self.rank();
         let mut shape = self.0.shape.clone();
         shape[rank - 2] = geom.rows.out;
         shape[rank - 1] = geom.cols.out;
         let out = Tensor::from_parts(out, shape);
-        tape::record(out, &[self], || {
+        let out = tape::record(out, &[self], || {
             Op::Pool(PoolRecord {
                 input: self.clone(),
                 geom,
+                argmax: argmax.take().map(|at| {
+                    let len = at.len();
+                    Tensor::from_parts(at, Shape::from_slice(&[len]))
+                }),
             })
-        })
+        });
+        if let Some(at) = argmax {
+            pool::give(at);
+        }
+        out
     }
 
     /// Max pooling over the last two axes of `[N, C, H, W]` (or `[C, H, W]`):

@@ -47,7 +47,7 @@ impl<T> Pieces<T> {
     ///
     /// # Safety
     /// `i < count()`, and no other reference to piece `i` may be alive: callers take
-    /// each index once, from `for_each_part`, which runs each part exactly once.
+    /// each index once, from `for_each_index`, which runs each index exactly once.
     #[allow(clippy::mut_from_ref)]
     unsafe fn piece(&self, i: usize) -> &mut [T] {
         let start = i * self.piece_len;
@@ -60,6 +60,15 @@ impl<T> Pieces<T> {
     }
 }
 
+/// Runs `f(i)` for every `i < count` on the pool, each thread taking one run of
+/// consecutive indices (one claim per thread, not one per piece: pieces may be small).
+fn for_each_index(count: usize, f: impl Fn(usize) + Sync) {
+    let per = count.div_ceil(num_threads().clamp(1, count.max(1)));
+    for_each_part(count.div_ceil(per.max(1)), |t| {
+        (t * per..((t + 1) * per).min(count)).for_each(&f)
+    });
+}
+
 /// Calls `f(index, piece)` for each `piece_len`-long piece of `out` (the last may be
 /// shorter), on several threads when `work` is large enough.
 pub(crate) fn for_each_piece<T: Send>(
@@ -68,7 +77,9 @@ pub(crate) fn for_each_piece<T: Send>(
     work: usize,
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
-    let piece_len = piece_len.max(1);
+    if piece_len == 0 || out.is_empty() {
+        return; // no pieces
+    }
     if !should_split(work) || out.len() <= piece_len {
         out.chunks_mut(piece_len)
             .enumerate()
@@ -76,21 +87,21 @@ pub(crate) fn for_each_piece<T: Send>(
         return;
     }
     let pieces = Pieces::new(out, piece_len);
-    // SAFETY: for_each_part runs each index below count() exactly once.
-    for_each_part(pieces.count(), |i| f(i, unsafe { pieces.piece(i) }));
+    // SAFETY: for_each_index runs each index below count() exactly once.
+    for_each_index(pieces.count(), |i| f(i, unsafe { pieces.piece(i) }));
 }
 
 /// [`for_each_piece`] over two outputs cut in step: piece `i` of `a` (`len_a` long)
 /// goes with piece `i` of `b` (`len_b` long); both must have the same number of pieces.
 pub(crate) fn for_each_piece2<A: Send, B: Send>(
-    a: &mut [A],
-    len_a: usize,
-    b: &mut [B],
-    len_b: usize,
+    (a, len_a): (&mut [A], usize),
+    (b, len_b): (&mut [B], usize),
     work: usize,
     f: impl Fn(usize, &mut [A], &mut [B]) + Sync + Send,
 ) {
-    let (len_a, len_b) = (len_a.max(1), len_b.max(1));
+    if len_a == 0 || len_b == 0 || a.is_empty() {
+        return; // no pieces
+    }
     if !should_split(work) || a.len() <= len_a {
         a.chunks_mut(len_a)
             .zip(b.chunks_mut(len_b))
@@ -100,15 +111,14 @@ pub(crate) fn for_each_piece2<A: Send, B: Send>(
     }
     let (pa, pb) = (Pieces::new(a, len_a), Pieces::new(b, len_b));
     let count = pa.count().min(pb.count());
-    // SAFETY: for_each_part runs each index below `count` (no more than either slice's
+    // SAFETY: for_each_index runs each index below `count` (no more than either slice's
     // number of pieces) exactly once.
-    for_each_part(count, |i| {
+    for_each_index(count, |i| {
         f(i, unsafe { pa.piece(i) }, unsafe { pb.piece(i) })
     });
 }
 
 /// [`for_each_piece2`] over three outputs cut in step (attention's dq, dk and dv).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn for_each_piece3<A: Send, B: Send, C: Send>(
     (a, len_a): (&mut [A], usize),
     (b, len_b): (&mut [B], usize),
@@ -116,7 +126,9 @@ pub(crate) fn for_each_piece3<A: Send, B: Send, C: Send>(
     work: usize,
     f: impl Fn(usize, &mut [A], &mut [B], &mut [C]) + Sync + Send,
 ) {
-    let (len_a, len_b, len_c) = (len_a.max(1), len_b.max(1), len_c.max(1));
+    if len_a == 0 || len_b == 0 || len_c == 0 || a.is_empty() {
+        return; // no pieces
+    }
     if !should_split(work) || a.len() <= len_a {
         a.chunks_mut(len_a)
             .zip(b.chunks_mut(len_b))
@@ -131,9 +143,9 @@ pub(crate) fn for_each_piece3<A: Send, B: Send, C: Send>(
         Pieces::new(c, len_c),
     );
     let count = pa.count().min(pb.count()).min(pc.count());
-    // SAFETY: for_each_part runs each index below `count` (no more than any slice's
+    // SAFETY: for_each_index runs each index below `count` (no more than any slice's
     // number of pieces) exactly once.
-    for_each_part(count, |i| unsafe {
+    for_each_index(count, |i| unsafe {
         f(i, pa.piece(i), pb.piece(i), pc.piece(i))
     });
 }
@@ -162,14 +174,14 @@ mod tests {
         });
         assert!(out.iter().enumerate().all(|(i, &v)| i == v));
         let (mut a, mut b) = (vec![0usize; 1 << 16], vec![0usize; 1 << 12]);
-        for_each_piece2(&mut a, 16, &mut b, 1, 1 << 16, |i, pa, pb| {
+        for_each_piece2((&mut a, 16), (&mut b, 1), 1 << 16, |i, pa, pb| {
             pa.fill(i);
             pb[0] = i;
         });
         assert!(a.iter().enumerate().all(|(j, &v)| v == j / 16));
         assert!(b.iter().enumerate().all(|(j, &v)| v == j));
         let (mut a, mut b) = (vec![0usize; 10], vec![0usize; 5]);
-        for_each_piece2(&mut a, 2, &mut b, 1, 10, |i, pa, pb| {
+        for_each_piece2((&mut a, 2), (&mut b, 1), 10, |i, pa, pb| {
             pa.fill(i);
             pb[0] = i;
         });
