@@ -10,44 +10,20 @@ use rand::SeedableRng;
 use serde_json::Value;
 use tapegrad_autograd::{gradcheck, Tensor};
 
+#[path = "../../../tests/support/reference.rs"]
+mod reference;
+
 const JSON: &str = include_str!("../../../tools/reference/layer_norm_reference.json");
 
-fn tensor(v: &Value) -> Tensor {
-    let shape: Vec<usize> = v["shape"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_u64().unwrap() as usize)
-        .collect();
-    let data: Vec<f32> = v["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect();
-    Tensor::from_vec(data, &shape).unwrap()
-}
-
-fn assert_close(what: &str, got: &Tensor, want: &Tensor) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    for (i, (g, w)) in got.to_vec().iter().zip(want.to_vec()).enumerate() {
-        let tol = 2e-5 * w.abs().max(1.0);
-        assert!((g - w).abs() <= tol, "{what}[{i}]: got {g}, PyTorch {w}");
-    }
-}
+/// PyTorch agreement: |ours − theirs| ≤ TOL·max(|theirs|, 1).
+const TOL: f32 = 2e-5;
 
 #[test]
 fn layer_norm_matches_pytorch() {
     let json: Value = serde_json::from_str(JSON).unwrap();
     let cases = json["cases"].as_array().unwrap();
     for case in cases {
-        let name = case["name"].as_str().unwrap();
-        let inputs: Vec<Tensor> = case["inputs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| tensor(v).with_requires_grad(true))
-            .collect();
+        let inputs = reference::inputs(case);
         let mut rest = inputs[1..].iter();
         let weight = case["has_weight"]
             .as_bool()
@@ -59,19 +35,7 @@ fn layer_norm_matches_pytorch() {
             .then(|| rest.next().unwrap());
         let eps = case["eps"].as_f64().unwrap() as f32;
         let out = inputs[0].layer_norm(weight, bias, eps);
-        assert_close(&format!("{name} output"), &out, &tensor(&case["output"]));
-        (&out * &tensor(&case["weights"])).sum().backward();
-        for (i, (input, want)) in inputs
-            .iter()
-            .zip(case["grads"].as_array().unwrap())
-            .enumerate()
-        {
-            assert_close(
-                &format!("{name} grad {i}"),
-                &input.grad().unwrap(),
-                &tensor(want),
-            );
-        }
+        reference::check_output_and_grads(case, &inputs, &out, TOL);
     }
     assert_eq!(cases.len(), 7);
 }
