@@ -7,22 +7,44 @@
 //! cross-entropy's target checks and closures: 10 per W2 step), plus the convolution
 //! path's input lists in W4/W5. The bounds below catch regressions;
 //! `cargo test --test allocations -- --nocapture` prints the counts.
+//!
+//! To find where a step allocates, run it with `TAPEGRAD_ALLOC_TRACE=1`: every
+//! allocation of the counted steps prints its backtrace.
 
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::Workload;
+use common::{GptWorkload, Workload};
 
 struct Counting;
 
 static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+/// Set while counted steps run with `TAPEGRAD_ALLOC_TRACE`.
+static TRACE: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// Set while a backtrace is being taken, so its own allocations are not traced.
+    static TRACING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Prints where the allocation being counted comes from.
+fn trace(size: usize) {
+    if !TRACE.load(Ordering::Relaxed) || TRACING.with(|t| t.replace(true)) {
+        return;
+    }
+    let trace = std::backtrace::Backtrace::force_capture();
+    eprintln!("allocation of {size} bytes:\n{trace}");
+    TRACING.with(|t| t.set(false));
+}
 
 // SAFETY: forwards to the system allocator unchanged; only counts calls.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        trace(layout.size());
         // SAFETY: same contract as our caller's.
         unsafe { System.alloc(layout) }
     }
@@ -32,6 +54,7 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        trace(new_size);
         // SAFETY: same contract as our caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -41,28 +64,40 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// Mean allocations per step over `steps` steps after a warm-up.
-fn allocations_per_step(workload: &mut Workload, steps: usize) -> f64 {
+fn allocations_per_step(mut step: impl FnMut() -> f32, steps: usize) -> f64 {
     for _ in 0..20 {
-        workload.step();
+        step();
     }
+    TRACE.store(
+        std::env::var_os("TAPEGRAD_ALLOC_TRACE").is_some(),
+        Ordering::Relaxed,
+    );
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for _ in 0..steps {
-        workload.step();
+        step();
     }
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / steps as f64
+    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    TRACE.store(false, Ordering::Relaxed);
+    (after - before) as f64 / steps as f64
 }
 
 #[test]
 fn steady_state_steps_allocate_only_bookkeeping() {
     // One test, so no other test's allocations are counted (tests share the process).
     tapegrad::autograd::set_num_threads(1);
-    let w1 = allocations_per_step(&mut Workload::w1(), 200);
-    let w2 = allocations_per_step(&mut Workload::w2(), 3);
-    let w4 = allocations_per_step(&mut Workload::w4(), 3);
-    let w5 = allocations_per_step(&mut Workload::w5(), 2);
+    let mut w1 = Workload::w1();
+    let w1 = allocations_per_step(|| w1.step(), 200);
+    let mut w2 = Workload::w2();
+    let w2 = allocations_per_step(|| w2.step(), 3);
+    let mut w3 = GptWorkload::w3(2);
+    let w3 = allocations_per_step(|| w3.step(), 2);
+    let mut w4 = Workload::w4();
+    let w4 = allocations_per_step(|| w4.step(), 3);
+    let mut w5 = Workload::w5();
+    let w5 = allocations_per_step(|| w5.step(), 2);
     println!(
         "allocations per step: w1_seed_step {w1:.1}, w2_mlp_adam_step {w2:.1}, \
-         w4_digits_cnn_step {w4:.1}, w5_conv_step {w5:.1}"
+         w3_gpt_step {w3:.1}, w4_digits_cnn_step {w4:.1}, w5_conv_step {w5:.1}"
     );
     assert!(w4 <= 40.0, "w4 allocates {w4} times per step");
     assert!(w5 <= 40.0, "w5 allocates {w5} times per step");

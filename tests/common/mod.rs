@@ -6,9 +6,12 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tapegrad::losses::{CrossEntropyLoss, MseLoss};
 use tapegrad::nn::{
-    BatchNorm2d, Conv2d, Conv2dOptions, Flatten, Linear, MaxPool2d, Module, Relu, Sequential,
+    BatchNorm2d, Conv2d, Conv2dOptions, Flatten, Gpt, GptConfig, Linear, MaxPool2d, Module, Relu,
+    Sequential,
 };
-use tapegrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+use tapegrad::optim::{
+    clip_grad_norm, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig,
+};
 use tapegrad::Tensor;
 
 /// A model, its optimizer and one fixed batch; `step` runs one whole training step.
@@ -179,4 +182,77 @@ fn mlp(widths: &[usize], rng: &mut StdRng) -> Sequential {
         net.push(Linear::new_with_rng(pair[0], pair[1], rng).unwrap());
     }
     net
+}
+
+/// W3: the bench's character GPT (vocabulary 67, context 64, 4 layers, 4 heads, width
+/// 128, dropout 0), AdamW lr 3e-4 weight decay 0.1, `clip_grad_norm` 1.0, cross-entropy
+/// on `batch` sequences of 64 tokens (the bench uses 16).
+pub struct GptWorkload {
+    pub model: Gpt,
+    pub params: Vec<Tensor>,
+    pub optimizer: AdamW,
+    criterion: CrossEntropyLoss,
+    ids: Vec<usize>,
+    targets: Vec<i64>,
+    batch: usize,
+}
+
+impl GptWorkload {
+    /// The w3 model and optimizer with a fixed batch of `batch` sequences.
+    pub fn w3(batch: usize) -> GptWorkload {
+        let mut rng = StdRng::seed_from_u64(4);
+        let (vocab, context) = (67, 64);
+        let config = GptConfig {
+            vocab_size: vocab,
+            context,
+            n_layer: 4,
+            n_head: 4,
+            n_embd: 128,
+            dropout: 0.0,
+        };
+        let model = Gpt::new_with_rng(config, &mut rng).unwrap();
+        let ids = (0..batch * context)
+            .map(|_| rng.random_range(0..vocab))
+            .collect();
+        let targets = (0..batch * context)
+            .map(|_| rng.random_range(0..vocab as i64))
+            .collect();
+        let params = model.parameters();
+        let optimizer = AdamW::new(
+            params.clone(),
+            AdamWConfig {
+                lr: 3e-4,
+                weight_decay: 0.1,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        GptWorkload {
+            model,
+            params,
+            optimizer,
+            criterion: CrossEntropyLoss::new(),
+            ids,
+            targets,
+            batch,
+        }
+    }
+
+    /// One step as the bench runs it: zero_grad, forward, cross-entropy, backward, clip,
+    /// step; returns the loss.
+    pub fn step(&mut self) -> f32 {
+        let (batch, context, vocab) = (self.batch, 64, 67);
+        self.optimizer.zero_grad();
+        let logits = self
+            .model
+            .try_forward_ids(&self.ids, batch, context)
+            .unwrap();
+        let loss = self
+            .criterion
+            .forward(&logits.reshape(&[batch * context, vocab]), &self.targets);
+        loss.backward();
+        clip_grad_norm(&self.params, 1.0, 2.0);
+        self.optimizer.step();
+        loss.item()
+    }
 }
