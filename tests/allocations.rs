@@ -64,14 +64,14 @@ unsafe impl GlobalAlloc for Counting {
 static GLOBAL: Counting = Counting;
 
 /// Mean allocations per step over `steps` steps after a warm-up.
-fn allocations_per_step(mut step: impl FnMut() -> f32, steps: usize) -> f64 {
+fn allocations_per_step(name: &str, mut step: impl FnMut() -> f32, steps: usize) -> f64 {
     for _ in 0..20 {
         step();
     }
-    TRACE.store(
-        std::env::var_os("TAPEGRAD_ALLOC_TRACE").is_some(),
-        Ordering::Relaxed,
-    );
+    if std::env::var_os("TAPEGRAD_ALLOC_TRACE").is_some() {
+        eprintln!("=== {name}: {steps} counted steps");
+        TRACE.store(true, Ordering::Relaxed);
+    }
     let before = ALLOCATIONS.load(Ordering::Relaxed);
     for _ in 0..steps {
         step();
@@ -86,15 +86,15 @@ fn steady_state_steps_allocate_only_bookkeeping() {
     // One test, so no other test's allocations are counted (tests share the process).
     tapegrad::autograd::set_num_threads(1);
     let mut w1 = Workload::w1();
-    let w1 = allocations_per_step(|| w1.step(), 200);
+    let w1 = allocations_per_step("w1_seed_step", || w1.step(), 200);
     let mut w2 = Workload::w2();
-    let w2 = allocations_per_step(|| w2.step(), 3);
+    let w2 = allocations_per_step("w2_mlp_adam_step", || w2.step(), 3);
     let mut w3 = GptWorkload::w3(2);
-    let w3 = allocations_per_step(|| w3.step(), 2);
+    let w3 = allocations_per_step("w3_gpt_step", || w3.step(), 2);
     let mut w4 = Workload::w4();
-    let w4 = allocations_per_step(|| w4.step(), 3);
+    let w4 = allocations_per_step("w4_digits_cnn_step", || w4.step(), 3);
     let mut w5 = Workload::w5();
-    let w5 = allocations_per_step(|| w5.step(), 2);
+    let w5 = allocations_per_step("w5_conv_step", || w5.step(), 2);
     println!(
         "allocations per step: w1_seed_step {w1:.1}, w2_mlp_adam_step {w2:.1}, \
          w3_gpt_step {w3:.1}, w4_digits_cnn_step {w4:.1}, w5_conv_step {w5:.1}"

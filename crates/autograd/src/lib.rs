@@ -35,6 +35,7 @@ pub use ops::attention::AttnMask;
 pub use ops::conv::{Conv2dOptions, ConvTranspose2dOptions};
 pub use ops::custom::{custom_op, BackwardFn};
 pub use ops::gemm::{num_threads, set_num_threads};
+pub use ops::loss::{nll_from_log_probs, pointwise_loss, PointwiseLoss};
 pub use ops::pooling::Pool2dOptions;
 pub use ops::unary::GeluApprox;
 pub use pool::pooled_bytes;

@@ -11,10 +11,12 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
+use smallvec::SmallVec;
+
 use crate::anomaly::{is_anomaly_enabled, non_finite};
 use crate::error::{Result, TensorError};
 use crate::ops::{
-    attention, batchnorm, binary, conv, custom, layer_norm, layout, linalg, mask, movement,
+    attention, batchnorm, binary, conv, custom, layer_norm, layout, linalg, loss, mask, movement,
     pooling, reduce, unary,
 };
 use crate::pool;
@@ -42,6 +44,7 @@ pub(crate) enum Op {
     Pool(pooling::PoolRecord),
     BatchNorm(batchnorm::BatchNormRecord),
     LayerNorm(layer_norm::LayerNormRecord),
+    Loss(loss::LossRecord),
 }
 
 impl Op {
@@ -54,6 +57,7 @@ impl Op {
             Op::Reduce(r) => r.name(),
             Op::Movement(r) => r.name(),
             Op::Custom(r) => r.name(),
+            Op::Loss(r) => r.name(),
             // Families without per-op names yet report the family.
             Op::Layout(_) => "layout op (permute, narrow, stack, ...)".into(),
             Op::Mask(_) => "mask op (masked_fill, where, tril, triu)".into(),
@@ -149,6 +153,14 @@ pub fn no_grad<T>(f: impl FnOnce() -> T) -> T {
 /// Whether an op with these inputs must be recorded.
 pub(crate) fn should_record(inputs: &[&Tensor]) -> bool {
     is_grad_enabled() && inputs.iter().any(|t| t.requires_grad())
+}
+
+/// The inputs that are present among an op's optional ones (a bias, say), listed
+/// inline: up to four need no heap allocation, so recording stays allocation-free.
+pub(crate) fn present<'a, const N: usize>(
+    inputs: [Option<&'a Tensor>; N],
+) -> SmallVec<[&'a Tensor; 4]> {
+    inputs.into_iter().flatten().collect()
 }
 
 /// Records `op` as the producer of `out` when any input requires grad; returns `out`.
@@ -310,6 +322,7 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
                 Op::Pool(r) => r.backward(&g, &mut grads),
                 Op::BatchNorm(r) => r.backward(&g, &mut grads),
                 Op::LayerNorm(r) => r.backward(&g, &mut grads),
+                Op::Loss(r) => r.backward(&g, &mut grads),
             }
             pool::give(g);
             if let Some((shape, kind)) = grads.anomaly.take() {

@@ -44,7 +44,7 @@ pub use regression::{
 };
 
 pub(crate) use tapegrad_autograd::or_panic;
-use tapegrad_autograd::{custom_op, is_grad_enabled, Result, Tensor, TensorError};
+use tapegrad_autograd::{pointwise_loss, Result, Tensor, TensorError};
 
 /// How the per-element losses are combined, like PyTorch's `reduction` argument.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -100,18 +100,15 @@ pub(crate) fn broadcast_factor(
     }
 }
 
-/// One element's loss and its partial derivatives.
-pub(crate) struct Pointwise {
-    pub loss: f32,
-    pub d_input: f32,
-    pub d_target: f32,
-}
+/// One element's loss and its partial derivatives (autograd's [`PointwiseLoss`]).
+pub(crate) use tapegrad_autograd::PointwiseLoss as Pointwise;
 
 /// An elementwise loss as one fused op: `f(i, x, y)` gives element `i`'s loss and both
 /// derivatives in one pass. Fusing keeps the branchy losses (SmoothL1, Huber, the
 /// clamped BCE) to one tape node with PyTorch's exact derivative at the edges, instead
 /// of a chain of clamps and masks. The derivatives are only kept for inputs that will
-/// receive a gradient.
+/// receive a gradient; the op is autograd's built-in [`pointwise_loss`], whose buffers
+/// come from the tensor pool, so a training step allocates nothing for it.
 pub(crate) fn pointwise(
     op: &'static str,
     input: &Tensor,
@@ -119,31 +116,5 @@ pub(crate) fn pointwise(
     f: impl Fn(usize, f32, f32) -> Pointwise,
 ) -> Result<Tensor> {
     check_same_shape(op, input, target)?;
-    let grad_on = is_grad_enabled();
-    let want_dx = grad_on && input.requires_grad();
-    let want_dy = grad_on && target.requires_grad();
-    let n = input.numel();
-    let mut loss = Vec::with_capacity(n);
-    let mut dx = Vec::with_capacity(if want_dx { n } else { 0 });
-    let mut dy = Vec::with_capacity(if want_dy { n } else { 0 });
-    {
-        let (x, y) = (input.data(), target.data());
-        for (i, (&xi, &yi)) in x.iter().zip(y.iter()).enumerate() {
-            let p = f(i, xi, yi);
-            loss.push(p.loss);
-            if want_dx {
-                dx.push(p.d_input);
-            }
-            if want_dy {
-                dy.push(p.d_target);
-            }
-        }
-    }
-    let scale = |g: &[f32], d: &[f32]| g.iter().zip(d).map(|(g, d)| g * d).collect::<Vec<_>>();
-    custom_op(op, &[input, target], loss, input.shape(), move |g| {
-        vec![
-            want_dx.then(|| scale(g, &dx)),
-            want_dy.then(|| scale(g, &dy)),
-        ]
-    })
+    pointwise_loss(op, input, target, f)
 }

@@ -31,17 +31,16 @@ pub fn clip_grad_norm_with(
     norm_type: f32,
     error_if_nonfinite: bool,
 ) -> Result<f32, OptimError> {
-    let norms: Vec<f32> = params
-        .iter()
-        .filter_map(|p| {
-            p.grad_ref()
-                .map(|g| vector_norm(g.iter().copied(), norm_type))
-        })
-        .collect();
-    if norms.is_empty() {
+    // The per-parameter norms are produced lazily, in order, rather than collected:
+    // the same values and order without a list allocated every step.
+    let norms = params.iter().filter_map(|p| {
+        p.grad_ref()
+            .map(|g| vector_norm(g.iter().copied(), norm_type))
+    });
+    if params.iter().all(|p| p.grad_ref().is_none()) {
         return Ok(0.0);
     }
-    let total_norm = vector_norm(norms.into_iter(), norm_type);
+    let total_norm = vector_norm(norms, norm_type);
     if error_if_nonfinite && !total_norm.is_finite() {
         return Err(OptimError::NonFiniteGradNorm {
             norm_type,

@@ -256,9 +256,7 @@ impl Tensor {
             });
         }
         let out = Tensor::from_parts(out, self.0.shape.clone());
-        let mut inputs = vec![self];
-        inputs.extend(weight);
-        inputs.extend(bias);
+        let inputs = tape::present([Some(self), weight, bias]);
         let mut stats = Some(stats);
         let out = tape::record(out, &inputs, || {
             Op::BatchNorm(BatchNormRecord {

@@ -95,10 +95,12 @@ impl ConvRecord {
     }
 }
 
-fn inputs_of<'a>(x: &'a Tensor, w: &'a Tensor, b: Option<&'a Tensor>) -> Vec<&'a Tensor> {
-    let mut v = vec![x, w];
-    v.extend(b);
-    v
+fn inputs_of<'a>(
+    x: &'a Tensor,
+    w: &'a Tensor,
+    b: Option<&'a Tensor>,
+) -> smallvec::SmallVec<[&'a Tensor; 4]> {
+    tape::present([Some(x), Some(w), b])
 }
 
 impl Tensor {

@@ -79,7 +79,7 @@ impl Tensor {
     /// e.g. `[B, T, H, D] → [B, H, T, D]` with `perm = [0, 2, 1, 3]`. Fails unless `perm`
     /// is a permutation of `0..rank`.
     pub fn try_permute(&self, perm: &[usize]) -> Result<Tensor> {
-        let mut seen = vec![false; self.rank()];
+        let mut seen: smallvec::SmallVec<[bool; 8]> = smallvec::smallvec![false; self.rank()];
         let valid = perm.len() == self.rank()
             && perm
                 .iter()

@@ -13,6 +13,7 @@ pub(crate) mod gemm;
 pub(crate) mod layer_norm;
 pub(crate) mod layout;
 pub(crate) mod linalg;
+pub(crate) mod loss;
 pub(crate) mod mask;
 pub(crate) mod movement;
 pub(crate) mod operators;

@@ -276,7 +276,7 @@ impl Tensor {
             });
         }
         let s = self.shape();
-        let mut shape: Vec<usize> = s[..start_dim].to_vec();
+        let mut shape = Shape::from_slice(&s[..start_dim]);
         shape.push(s[start_dim..=end_dim].iter().product());
         shape.extend_from_slice(&s[end_dim + 1..]);
         self.try_reshape(&shape)
