@@ -188,6 +188,74 @@ pub(crate) fn give(buf: Vec<f32>) {
     });
 }
 
+/// Most index buffers kept per thread: a step of the workloads gathers a few times.
+const MAX_INDEX_BUFFERS: usize = 64;
+
+thread_local! {
+    /// Free index buffers, newest last.
+    static INDEX_POOL: RefCell<Vec<Vec<usize>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A list of element offsets (a gather's sources, saved for its backward) whose buffer
+/// comes from this thread's pool of index buffers and goes back to it when dropped, as
+/// tensor storage does, so an embedding lookup allocates nothing in the steady state.
+pub(crate) struct Indices(Vec<usize>);
+
+impl Indices {
+    /// An empty list with room for exactly `len` offsets, or an error naming `op` when
+    /// that cannot be allocated.
+    pub(crate) fn try_take(op: &'static str, len: usize) -> Result<Indices, TensorError> {
+        let reused = INDEX_POOL
+            .try_with(|p| {
+                let mut p = p.borrow_mut();
+                let i = p.iter().rposition(|v| v.capacity() == len)?;
+                Some(p.swap_remove(i))
+            })
+            .ok()
+            .flatten();
+        if let Some(mut buf) = reused {
+            buf.clear();
+            return Ok(Indices(buf));
+        }
+        let mut buf = Vec::new();
+        buf.try_reserve_exact(len)
+            .map_err(|_| TensorError::OutOfMemory { op, elements: len })?;
+        Ok(Indices(buf))
+    }
+}
+
+impl std::ops::Deref for Indices {
+    type Target = Vec<usize>;
+    fn deref(&self) -> &Vec<usize> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Indices {
+    fn deref_mut(&mut self) -> &mut Vec<usize> {
+        &mut self.0
+    }
+}
+
+impl Drop for Indices {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        if buf.capacity() == 0 {
+            return;
+        }
+        // `try_with` because records can be dropped during thread teardown.
+        let _ = INDEX_POOL.try_with(|p| {
+            let Ok(mut p) = p.try_borrow_mut() else {
+                return;
+            };
+            if p.len() == MAX_INDEX_BUFFERS {
+                p.remove(0); // the oldest goes
+            }
+            p.push(buf);
+        });
+    }
+}
+
 /// Bytes currently held by this thread's pool (a diagnostic for memory tests).
 pub fn pooled_bytes() -> usize {
     POOL.with(|pool| pool.borrow().bytes)
@@ -245,6 +313,18 @@ mod tests {
             }
         );
         assert_eq!(try_take("zeros", 10).unwrap().capacity(), 10);
+    }
+
+    #[test]
+    fn an_index_buffer_is_reused() {
+        let mut a = Indices::try_take("test", 37).unwrap();
+        a.extend(0..37);
+        let ptr = a.as_ptr();
+        drop(a);
+        let b = Indices::try_take("test", 37).unwrap();
+        assert_eq!(b.as_ptr(), ptr);
+        assert!(b.is_empty());
+        assert_eq!(Indices::try_take("test", 5).unwrap().capacity(), 5);
     }
 
     #[test]

@@ -182,8 +182,8 @@ impl Gpt {
             });
         }
         let tok = self.wte.lookup(ids)?.try_reshape(&[batch, seq, n_embd])?;
-        let positions: Vec<usize> = (0..seq).collect();
-        let pos = self.wpe.lookup(&positions)?; // [seq, E], broadcast over the batch
+        // Positions 0..seq are the table's first rows: a narrow, without an id list.
+        let pos = self.wpe.weight.try_narrow(0, 0, seq)?; // [seq, E], broadcast over the batch
         let mut x = self.emb_dropout.forward(&tok.try_add(&pos)?);
         for block in &self.h {
             x = block.try_forward(&x)?;

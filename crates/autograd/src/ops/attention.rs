@@ -90,6 +90,14 @@ pub(crate) struct AttentionRecord {
     geom: Geometry,
 }
 
+impl Drop for AttentionRecord {
+    /// The saved log-sum-exps go back to the pool (a plain `Vec` would be freed, and the
+    /// next step would allocate a buffer of its size again).
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut self.lse));
+    }
+}
+
 impl AttentionRecord {
     pub(crate) fn backward(&self, g_out: &[f32], grads: &mut Grads) {
         let geom = &self.geom;

@@ -50,7 +50,7 @@ pub(crate) enum MovementRecord {
     /// Output element `j` was read from input element `sources[j]`.
     Select {
         input: Tensor,
-        sources: Vec<usize>,
+        sources: pool::Indices,
     },
     Concat {
         inputs: Vec<Tensor>,
@@ -279,13 +279,7 @@ impl Tensor {
         shape[axis] = indices.len();
         // Many indices into a long axis of an empty tensor can make a shape that wraps.
         let n = try_numel("index_select", &shape)?;
-        let mut sources = Vec::new();
-        sources
-            .try_reserve_exact(n)
-            .map_err(|_| TensorError::OutOfMemory {
-                op: "index_select",
-                elements: n,
-            })?;
+        let mut sources = pool::Indices::try_take("index_select", n)?;
         for o in 0..v.outer() {
             for &i in indices {
                 let start = (o * v.len() + i) * v.inner();
@@ -318,7 +312,7 @@ impl Tensor {
                 got: indices.len(),
             });
         }
-        let mut sources = Vec::with_capacity(indices.len());
+        let mut sources = pool::Indices::try_take("gather", indices.len())?;
         for (n, &i) in indices.iter().enumerate() {
             if i >= v.len() {
                 return Err(TensorError::IndexOutOfRange {
@@ -339,7 +333,7 @@ impl Tensor {
         or_panic(self.try_gather(axis, indices, k))
     }
 
-    fn select(&self, op: &'static str, sources: Vec<usize>, shape: Shape) -> Result<Tensor> {
+    fn select(&self, op: &'static str, sources: pool::Indices, shape: Shape) -> Result<Tensor> {
         let data = {
             let x = self.data();
             let mut out = pool::try_take(op, sources.len())?;
