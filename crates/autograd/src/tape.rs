@@ -157,9 +157,7 @@ pub(crate) fn should_record(inputs: &[&Tensor]) -> bool {
 
 /// The inputs that are present among an op's optional ones (a bias, say), listed
 /// inline: up to four need no heap allocation, so recording stays allocation-free.
-pub(crate) fn present<'a, const N: usize>(
-    inputs: [Option<&'a Tensor>; N],
-) -> SmallVec<[&'a Tensor; 4]> {
+pub(crate) fn present<const N: usize>(inputs: [Option<&Tensor>; N]) -> SmallVec<[&Tensor; 4]> {
     inputs.into_iter().flatten().collect()
 }
 
