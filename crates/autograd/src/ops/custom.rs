@@ -1,9 +1,14 @@
 //! User-defined differentiable ops, like PyTorch's `torch.autograd.Function`.
 //!
-//! A crate above `autograd` (a fused loss, say) computes its forward on slices and hands
-//! over a backward closure that maps the output gradient to one gradient per input.
-//! Prefer composing existing ops; a custom op earns its place where a fused backward is
-//! needed for speed or to match PyTorch's formula at the edges (BCE's clamped log).
+//! A crate above `autograd` computes its forward on slices and hands over a backward
+//! closure that maps the output gradient to one gradient per input. Prefer composing
+//! existing ops; a custom op earns its place where a fused backward is needed for speed
+//! or to match PyTorch's formula at the edges. Each recorded call boxes its closure and
+//! its gradients are fresh `Vec`s, so ops run every training step are built-in records
+//! instead (the losses' are in `ops/loss.rs`), which allocate nothing in the steady
+//! state.
+
+use smallvec::SmallVec;
 
 use crate::error::{Result, TensorError};
 use crate::shape::{try_numel, Shape};
@@ -16,7 +21,8 @@ pub type BackwardFn = Box<dyn Fn(&[f32]) -> Vec<Option<Vec<f32>>>>;
 
 pub(crate) struct CustomRecord {
     name: &'static str,
-    inputs: Vec<Tensor>,
+    /// Inline up to four inputs, so that recording needs no list on the heap.
+    inputs: SmallVec<[Tensor; 4]>,
     backward: BackwardFn,
 }
 

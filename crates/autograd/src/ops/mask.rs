@@ -68,6 +68,19 @@ pub(crate) enum MaskRecord {
     },
 }
 
+impl Drop for MaskRecord {
+    /// The saved masks came from the pool and go back to it (a plain `Vec` would be
+    /// freed, and the next step would allocate one of its size again).
+    fn drop(&mut self) {
+        match self {
+            MaskRecord::MaskedFill { keep: saved, .. } | MaskRecord::Where { cond: saved, .. } => {
+                pool::give(std::mem::take(saved))
+            }
+            _ => {}
+        }
+    }
+}
+
 impl MaskRecord {
     pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
         match self {
