@@ -100,7 +100,7 @@ pub(crate) fn broadcast_factor(
     }
 }
 
-/// One element's loss and its partial derivatives (autograd's [`PointwiseLoss`]).
+/// One element's loss and its partial derivatives ([`tapegrad_autograd::PointwiseLoss`]).
 pub(crate) use tapegrad_autograd::PointwiseLoss as Pointwise;
 
 /// An elementwise loss as one fused op: `f(i, x, y)` gives element `i`'s loss and both
