@@ -14,9 +14,11 @@ use std::sync::OnceLock;
 use crate::pool;
 
 mod blis;
+mod blocks;
 mod crate_path;
 mod kernels;
 mod pack;
+mod split;
 
 /// 0 means "not set": use the machine's available parallelism.
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
