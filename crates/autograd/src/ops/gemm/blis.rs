@@ -20,7 +20,7 @@
 use std::cell::Cell;
 
 use super::blocks::{blocks, Blocks};
-use super::kernels::{Kernel, MAX_TILE};
+use super::kernels::Kernel;
 use super::pack::{pack_a_panel, pack_b_panel};
 use super::split::{add_partials, k_bound, k_chunks, split_output};
 use super::MatRef;
@@ -283,8 +283,8 @@ unsafe fn block(
 
 /// Runs the micro-kernel over every tile of rows `rows.0..rows.1` × columns
 /// `cols.0..cols.1` of C, from packed A panels (`rows` from its first) and packed B
-/// panels (`cols` from its first). Edge tiles go through a scratch tile so the kernel
-/// always works on full tiles, with the same arithmetic.
+/// panels (`cols` from its first). Edge tiles are stored by the kernel's masks, with
+/// the same arithmetic as full ones.
 ///
 /// # Safety
 /// `c` must point to a row-major matrix of row stride `ldc` containing that block,
@@ -308,41 +308,20 @@ unsafe fn macro_kernel(
         for (ip, a_panel) in packed_a.chunks_exact(kc * mr).enumerate() {
             let i = rows.0 + ip * mr;
             let h = mr.min(rows.1 - i);
-            let dst = c.at(i * ldc + j);
-            if h == mr && w == nr {
-                // SAFETY: the panels hold kc·mr and kc·nr floats; the tile (i.., j..)
-                // lies inside the block the caller owns.
-                unsafe { kernel.run(kc, a_panel.as_ptr(), b_panel.as_ptr(), dst, ldc, accumulate) };
-                continue;
-            }
-            let mut tile = [0.0f32; MAX_TILE];
-            for r in 0..h {
-                for col in 0..w {
-                    // SAFETY: (i + r, j + col) with r < h, col < w is inside the block.
-                    tile[r * nr + col] = if accumulate {
-                        unsafe { *dst.add(r * ldc + col) }
-                    } else {
-                        0.0
-                    };
-                }
-            }
-            // SAFETY: `tile` is an mr × nr tile of stride nr (mr·nr ≤ MAX_TILE).
+            // SAFETY: the panels hold kc·mr and kc·nr floats; the h × w tile at (i, j)
+            // lies inside the block the caller owns (h, w ≥ 1: the panels cover the
+            // rows and columns, none past them).
             unsafe {
                 kernel.run(
                     kc,
                     a_panel.as_ptr(),
                     b_panel.as_ptr(),
-                    tile.as_mut_ptr(),
-                    nr,
+                    c.at(i * ldc + j),
+                    ldc,
+                    (h, w),
                     accumulate,
                 )
             };
-            for r in 0..h {
-                for col in 0..w {
-                    // SAFETY: as above.
-                    unsafe { *dst.add(r * ldc + col) = tile[r * nr + col] };
-                }
-            }
         }
     }
 }

@@ -123,6 +123,14 @@ fn small_blocks_reach_every_loop() {
     for &(m, n, k) in &[(37, 70, 50), (13, 33, 17), (25, 100, 33)] {
         check_with(Some(tiny), m, n, k);
     }
+    // k blocks deeper than the packing's zero rows: edge panels take the element-wise
+    // fallback.
+    let deep = Blocks {
+        mc: 12,
+        kc: 1100,
+        nc: 64,
+    };
+    check_with(Some(deep), 7, 300, 1100);
 }
 
 #[test]
