@@ -283,7 +283,7 @@ unsafe fn block(
 
 /// Runs the micro-kernel over every tile of rows `rows.0..rows.1` × columns
 /// `cols.0..cols.1` of C, from packed A panels (`rows` from its first) and packed B
-/// panels (`cols` from its first). Edge tiles are stored by the kernel's masks, with
+/// panels (`cols` from its first). Edge tiles go to the kernel too, which stores only their corner, with
 /// the same arithmetic as full ones.
 ///
 /// # Safety

@@ -13,9 +13,8 @@
 pub(crate) const KERNEL_ENV: &str = "TAPEGRAD_GEMM_KERNEL";
 
 /// `c[i·rs_c + j] (+)= Σ_p a[p·MR + i]·b[p·NR + j]` for `i < h`, `j < w` of the
-/// kernel's MR × NR tile, `(h, w) = tile`: an edge tile (h < MR or w < NR) is stored
-/// with masks straight into C, never through a scratch tile, with the same arithmetic
-/// as a full one.
+/// kernel's MR × NR tile, `(h, w) = tile`: an edge tile (h < MR or w < NR) is summed
+/// like a full one and only its h × w corner stored, so nothing outside it is touched.
 ///
 /// # Safety
 /// `a` must point to `k·MR` readable floats, `b` to `k·NR`, and `c` to an h × w tile
@@ -232,29 +231,23 @@ unsafe fn avx2_6x16(
         }
         return;
     }
-    // An edge tile: lanes j < w of each row i < h, through masks (a masked-off lane is
-    // neither read nor written, so nothing outside the tile is touched).
-    // Lane l is enabled where l < the columns left (a plain expression, not a closure,
-    // so it is compiled with AVX2).
-    let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    let lo_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(w.min(8) as i32), lanes);
-    let hi_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(w.saturating_sub(8) as i32), lanes);
-    for (i, row) in acc.iter().enumerate().take(h) {
-        // SAFETY: row i < h of the tile; the masks enable columns j < w only, and the
-        // second half is touched only when w > 8.
+    // An edge tile: the registers go to a stack tile, then its h × w corner into C.
+    // (Not masked stores: AMD runs VMASKMOVPS stores as microcode, slower than this
+    // copy for the short k of a convolution's forward product.)
+    let mut tile = [0.0f32; MR * NR];
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: row i of the local MR × NR tile.
         unsafe {
-            let dst = c.add(i * rs_c);
-            let mut lo = row[0];
-            if accumulate {
-                lo = _mm256_add_ps(_mm256_maskload_ps(dst, lo_mask), lo);
-            }
-            _mm256_maskstore_ps(dst, lo_mask, lo);
-            if w > 8 {
-                let mut hi = row[1];
-                if accumulate {
-                    hi = _mm256_add_ps(_mm256_maskload_ps(dst.add(8), hi_mask), hi);
-                }
-                _mm256_maskstore_ps(dst.add(8), hi_mask, hi);
+            _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR), row[0]);
+            _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR + 8), row[1]);
+        }
+    }
+    for (i, t) in tile.chunks_exact(NR).enumerate().take(h) {
+        for (j, &v) in t.iter().enumerate().take(w) {
+            // SAFETY: (i, j) with i < h, j < w lies in the tile the caller handed over.
+            unsafe {
+                let dst = c.add(i * rs_c + j);
+                *dst = if accumulate { *dst + v } else { v };
             }
         }
     }
