@@ -24,13 +24,16 @@ use super::kernels::Kernel;
 use super::pack::{pack_a_panel, pack_b_panel};
 use super::split::{add_partials, k_bound, k_chunks, split_output};
 use super::MatRef;
-use crate::{parallel, pool};
+use crate::parallel;
 
 thread_local! {
     /// This thread's packing buffer for A's blocks.
     static PACK_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     /// This thread's packing buffer for B's blocks.
     static PACK_B: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// This thread's partial products of a split along k (kept like the packing
+    /// buffers: the tensor pool let one go per w5 step).
+    static PARTIALS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// Floats of slack so a buffer can start on a 64-byte boundary.
@@ -182,7 +185,36 @@ fn split_k(
     threads: usize,
 ) {
     let mn = m * n;
-    let mut partials = pool::for_overwrite((chunks - 1) * mn);
+    with_buffer(&PARTIALS, (chunks - 1) * mn, |partials| {
+        split_k_into(
+            kernel,
+            bl,
+            (m, n, k),
+            chunks,
+            (a, b),
+            c,
+            partials,
+            accumulate,
+            threads,
+        )
+    });
+}
+
+/// [`split_k`] with `partials` holding (chunks − 1)·m·n floats.
+#[allow(clippy::too_many_arguments)]
+fn split_k_into(
+    kernel: &Kernel,
+    bl: Blocks,
+    (m, n, k): (usize, usize, usize),
+    chunks: usize,
+    (a, b): (MatRef, MatRef),
+    c: &mut [f32],
+    partials: &mut [f32],
+    accumulate: bool,
+    threads: usize,
+) {
+    let mn = m * n;
+    assert!(partials.len() >= (chunks - 1) * mn && c.len() >= mn);
     let (out, spare) = (OutPtr(c.as_mut_ptr()), OutPtr(partials.as_mut_ptr()));
     let chunk = |t: usize| {
         let (k0, k1) = (k_bound(k, chunks, t), k_bound(k, chunks, t + 1));
@@ -207,8 +239,7 @@ fn split_k(
     } else {
         (0..chunks).for_each(chunk);
     }
-    add_partials(&mut c[..mn], &partials);
-    pool::give(partials);
+    add_partials(&mut c[..mn], &partials[..(chunks - 1) * mn]);
 }
 
 /// One thread's share: `c[m×n] (+)= a·b` for `(m, n, k) = dims`, C at `c` with row
