@@ -14,9 +14,11 @@ use std::sync::OnceLock;
 use crate::pool;
 
 mod blis;
+mod blocks;
 mod crate_path;
 mod kernels;
 mod pack;
+mod split;
 
 /// 0 means "not set": use the machine's available parallelism.
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
@@ -46,6 +48,9 @@ pub fn num_threads() -> usize {
 
 /// Below this many multiply-adds a product runs on one thread: waking a pool costs more.
 const PARALLEL_THRESHOLD: usize = 96 * 96 * 96;
+/// The same for products split along k (see `split`); which threads run the chunks
+/// never changes a bit.
+const SPLIT_K_PARALLEL_THRESHOLD: usize = 1 << 18;
 
 /// A read-only strided matrix view over a slice.
 #[derive(Clone, Copy)]
@@ -143,11 +148,12 @@ pub(crate) fn gemm_into(
         small_gemm(n, k, a, b, &mut dst[..m * n], accumulate);
         return;
     }
-    let threads = if (m * n).saturating_mul(k) >= PARALLEL_THRESHOLD {
-        num_threads()
-    } else {
-        1
-    };
+    let work = (m * n).saturating_mul(k);
+    // A product split along k hands each thread whole chunks with no shared panels, so
+    // it pays for the pool's wake-up at a smaller size (the conv weight gradients of w4).
+    let parallel = work >= PARALLEL_THRESHOLD
+        || (work >= SPLIT_K_PARALLEL_THRESHOLD && split::k_chunks(m, n, k) > 1);
+    let threads = if parallel { num_threads() } else { 1 };
     let dst = &mut dst[..m * n];
     match backend() {
         Backend::Ours(kernel) => blis::gemm(kernel, m, n, k, a, b, dst, accumulate, threads),

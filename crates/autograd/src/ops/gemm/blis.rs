@@ -1,40 +1,39 @@
 //! The blocked GEMM driver, in the BLIS design.
 //!
-//! C (m × n) is computed in column blocks of `NC`; for each, k runs in blocks of `KC`,
+//! C (m × n) is computed in column blocks of NC; for each, k runs in blocks of KC,
 //! and for each of those a `KC × NC` block of B is packed into `NR`-wide micro-panels
-//! (kept in L3, a panel in L1), then A is packed `MC` rows at a time into `MR`-high
+//! (kept in L3, a panel in L1), then A is packed MC rows at a time into `MR`-high
 //! micro-panels (kept in L2) and the micro-kernel sweeps the tiles: B's panel outer,
-//! A's panels inner. Packing reads any strided view in place (transposes are never
-//! copied first), pads edges with zeros, and goes into per-thread buffers that are
-//! grown once and reused, so a steady-state product allocates nothing.
+//! A's panels inner. MC, KC and NC come from the running CPU's caches (`blocks`).
+//! Packing reads any strided view in place (transposes are never copied first), pads
+//! edges with zeros, and goes into per-thread buffers that are grown once and reused,
+//! so a steady-state product allocates nothing.
 //!
-//! Threads split the output only, never k: C is cut into one rectangle per thread
-//! (see [`split`]), and each thread runs the whole loop nest above on its rectangle,
-//! packing its own panels, so a product is a single parallel region (`parallel`) with
-//! no barrier inside. Every element therefore sums over k in the same order — the
-//! fixed KC blocks, each summed from zero by the kernel and then added to C — whatever
+//! Threads share the work as `split` decides from the shape: C cut into one rectangle
+//! per thread, each thread running the whole loop nest above on its rectangle and
+//! packing its own panels (one parallel region, no barrier inside); or, for a small C
+//! and a long k, k cut into fixed chunks whose partial products are added in order.
+//! Every element's sum over k is therefore the same — the fixed KC blocks inside
+//! fixed k chunks, each block summed from zero by the kernel and then added — whatever
 //! the thread count, and results are bit-identical.
 
 use std::cell::Cell;
 
-use super::kernels::{Kernel, MAX_TILE};
+use super::blocks::{blocks, Blocks};
+use super::kernels::Kernel;
 use super::pack::{pack_a_panel, pack_b_panel};
+use super::split::{add_partials, k_bound, k_chunks, split_output};
 use super::MatRef;
 use crate::parallel;
-
-/// Depth of a k block: a `KC × NR` panel of B (16 KiB for NR = 16) stays in the 32 KiB
-/// L1 while A's panels stream past it.
-const KC: usize = 256;
-/// Rows of A per block: `MC × KC` floats (144 KiB) sit in L2 next to B's panels.
-const MC: usize = 144;
-/// Columns of B per block: `KC × NC` floats (4 MiB) sit in L3.
-const NC: usize = 4080;
 
 thread_local! {
     /// This thread's packing buffer for A's blocks.
     static PACK_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     /// This thread's packing buffer for B's blocks.
     static PACK_B: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    /// This thread's partial products of a split along k (kept like the packing
+    /// buffers: the tensor pool let one go per w5 step).
+    static PARTIALS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
 /// Floats of slack so a buffer can start on a 64-byte boundary.
@@ -95,13 +94,43 @@ pub(crate) fn gemm(
     accumulate: bool,
     threads: usize,
 ) {
+    let bl = blocks(kernel.mr, kernel.nr);
+    gemm_with(kernel, bl, (m, n, k), a, b, c, accumulate, threads);
+}
+
+/// [`gemm`] with the cache blocks given (tests use small ones to reach every loop).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_with(
+    kernel: &Kernel,
+    bl: Blocks,
+    (m, n, k): (usize, usize, usize),
+    a: MatRef,
+    b: MatRef,
+    c: &mut [f32],
+    accumulate: bool,
+    threads: usize,
+) {
     assert!(
         m > 0 && n > 0 && k > 0 && c.len() >= m * n && a.fits(m, k) && b.fits(k, n),
         "gemm: operand out of bounds"
     );
+    let chunks = k_chunks(m, n, k);
+    if chunks > 1 {
+        split_k(
+            kernel,
+            bl,
+            (m, n, k),
+            chunks,
+            (a, b),
+            c,
+            accumulate,
+            threads,
+        );
+        return;
+    }
     let (mr, nr) = (kernel.mr, kernel.nr);
     let (m_panels, n_panels) = (m.div_ceil(mr), n.div_ceil(nr));
-    let (row_parts, col_parts) = split(m_panels, n_panels, threads);
+    let (row_parts, col_parts) = split_output(m_panels, n_panels, threads);
     let out = OutPtr(c.as_mut_ptr());
     let part = |t: usize| {
         let (rp, cp) = (t / col_parts, t % col_parts);
@@ -122,6 +151,7 @@ pub(crate) fn gemm(
         unsafe {
             block(
                 kernel,
+                bl,
                 (i1 - i0, j1 - j0, k),
                 a_part,
                 b_part,
@@ -139,38 +169,77 @@ pub(crate) fn gemm(
     }
 }
 
-/// How the threads share C: `(row parts, column parts)`, each part a rectangle that one
-/// thread computes alone, packing its own panels, so a product is one parallel region
-/// with no barrier. A part packs all of B's columns it touches and all of A's rows:
-/// splitting C's columns in c parts packs A c times, splitting rows in r parts packs B
-/// r times, so the split that copies least is chosen (columns when n ≥ m). Splitting
-/// C never changes any element's sum over k.
-fn split(m_panels: usize, n_panels: usize, threads: usize) -> (usize, usize) {
-    let mut best = (1, 1);
-    let mut best_cost = usize::MAX;
-    for r in 1..=threads {
-        if threads % r != 0 {
-            continue;
-        }
-        let c = threads / r;
-        if r > m_panels || c > n_panels {
-            continue;
-        }
-        // Floats packed again, in panel units of the other side.
-        let cost = (c - 1) * m_panels + (r - 1) * n_panels;
-        if cost < best_cost {
-            (best, best_cost) = ((r, c), cost);
-        }
-    }
-    if best == (1, 1) && threads > 1 && (m_panels > 1 || n_panels > 1) {
-        // Too few panels on either side for a full split: split the longer side.
-        return if m_panels >= n_panels {
-            (m_panels.min(threads), 1)
-        } else {
-            (1, n_panels.min(threads))
+/// A small C with a long k: chunk 0 of k goes into C itself (adding to it when
+/// `accumulate`), chunk t > 0 into partial product t − 1 of a pooled buffer, each chunk
+/// by one thread over the whole of C; then the partials are added to C in order. The
+/// same chunks and the same order run on 1 thread, so no bit depends on the threads.
+#[allow(clippy::too_many_arguments)]
+fn split_k(
+    kernel: &Kernel,
+    bl: Blocks,
+    (m, n, k): (usize, usize, usize),
+    chunks: usize,
+    (a, b): (MatRef, MatRef),
+    c: &mut [f32],
+    accumulate: bool,
+    threads: usize,
+) {
+    let mn = m * n;
+    with_buffer(&PARTIALS, (chunks - 1) * mn, |partials| {
+        split_k_into(
+            kernel,
+            bl,
+            (m, n, k),
+            chunks,
+            (a, b),
+            c,
+            partials,
+            accumulate,
+            threads,
+        )
+    });
+}
+
+/// [`split_k`] with `partials` holding (chunks − 1)·m·n floats.
+#[allow(clippy::too_many_arguments)]
+fn split_k_into(
+    kernel: &Kernel,
+    bl: Blocks,
+    (m, n, k): (usize, usize, usize),
+    chunks: usize,
+    (a, b): (MatRef, MatRef),
+    c: &mut [f32],
+    partials: &mut [f32],
+    accumulate: bool,
+    threads: usize,
+) {
+    let mn = m * n;
+    assert!(partials.len() >= (chunks - 1) * mn && c.len() >= mn);
+    let (out, spare) = (OutPtr(c.as_mut_ptr()), OutPtr(partials.as_mut_ptr()));
+    let chunk = |t: usize| {
+        let (k0, k1) = (k_bound(k, chunks, t), k_bound(k, chunks, t + 1));
+        let a_part = MatRef {
+            data: &a.data[k0 * a.col_stride..],
+            ..a
         };
+        let b_part = MatRef {
+            data: &b.data[k0 * b.row_stride..],
+            ..b
+        };
+        let (dst, acc) = match t {
+            0 => (out, accumulate),
+            _ => (OutPtr(spare.at((t - 1) * mn)), false),
+        };
+        // SAFETY: chunk 0 writes `c` (m × n, row stride n, asserted by the caller) and
+        // chunk t > 0 the (t − 1)-th m × n slice of `partials`; no two chunks share one.
+        unsafe { block(kernel, bl, (m, n, k1 - k0), a_part, b_part, dst, n, acc) };
+    };
+    if threads > 1 {
+        parallel::for_each_part(chunks, chunk);
+    } else {
+        (0..chunks).for_each(chunk);
     }
-    best
+    add_partials(&mut c[..mn], &partials[..(chunks - 1) * mn]);
 }
 
 /// One thread's share: `c[m×n] (+)= a·b` for `(m, n, k) = dims`, C at `c` with row
@@ -180,8 +249,10 @@ fn split(m_panels: usize, n_panels: usize, threads: usize) -> (usize, usize) {
 /// # Safety
 /// `c` must point to an m × n block of row stride `ldc` that the caller may write and
 /// no one else touches during the call; the views must hold m × k and k × n.
+#[allow(clippy::too_many_arguments)]
 unsafe fn block(
     kernel: &Kernel,
+    bl: Blocks,
     (m, n, k): (usize, usize, usize),
     a: MatRef,
     b: MatRef,
@@ -192,12 +263,12 @@ unsafe fn block(
     let (mr, nr) = (kernel.mr, kernel.nr);
     let m_panels = m.div_ceil(mr);
     // Row blocks of about MC rows, the panels shared evenly between them.
-    let row_blocks = m.div_ceil(MC).min(m_panels);
+    let row_blocks = m.div_ceil(bl.mc).min(m_panels);
     let max_block_panels = m_panels.div_ceil(row_blocks);
-    let nc_max = NC / nr * nr;
+    let nc_max = (bl.nc / nr).max(1) * nr;
     // Equal k blocks (784 = 4 × 196, not 3 × 256 + 16: a short last block would pay
     // the tile stores for little arithmetic). Fixed by k alone, never by the threads.
-    let kc_step = k.div_ceil(k.div_ceil(KC));
+    let kc_step = k.div_ceil(k.div_ceil(bl.kc));
     let b_len = kc_step * nc_max.min(n.div_ceil(nr) * nr);
     let simd = kernel.simd_pack;
     with_buffer(&PACK_B, b_len, |packed_b| {
@@ -243,8 +314,8 @@ unsafe fn block(
 
 /// Runs the micro-kernel over every tile of rows `rows.0..rows.1` × columns
 /// `cols.0..cols.1` of C, from packed A panels (`rows` from its first) and packed B
-/// panels (`cols` from its first). Edge tiles go through a scratch tile so the kernel
-/// always works on full tiles, with the same arithmetic.
+/// panels (`cols` from its first). Edge tiles go to the kernel too, which stores only their corner, with
+/// the same arithmetic as full ones.
 ///
 /// # Safety
 /// `c` must point to a row-major matrix of row stride `ldc` containing that block,
@@ -268,219 +339,24 @@ unsafe fn macro_kernel(
         for (ip, a_panel) in packed_a.chunks_exact(kc * mr).enumerate() {
             let i = rows.0 + ip * mr;
             let h = mr.min(rows.1 - i);
-            let dst = c.at(i * ldc + j);
-            if h == mr && w == nr {
-                // SAFETY: the panels hold kc·mr and kc·nr floats; the tile (i.., j..)
-                // lies inside the block the caller owns.
-                unsafe { kernel.run(kc, a_panel.as_ptr(), b_panel.as_ptr(), dst, ldc, accumulate) };
-                continue;
-            }
-            let mut tile = [0.0f32; MAX_TILE];
-            for r in 0..h {
-                for col in 0..w {
-                    // SAFETY: (i + r, j + col) with r < h, col < w is inside the block.
-                    tile[r * nr + col] = if accumulate {
-                        unsafe { *dst.add(r * ldc + col) }
-                    } else {
-                        0.0
-                    };
-                }
-            }
-            // SAFETY: `tile` is an mr × nr tile of stride nr (mr·nr ≤ MAX_TILE).
+            // SAFETY: the panels hold kc·mr and kc·nr floats; the h × w tile at (i, j)
+            // lies inside the block the caller owns (h, w ≥ 1: the panels cover the
+            // rows and columns, none past them).
             unsafe {
                 kernel.run(
                     kc,
                     a_panel.as_ptr(),
                     b_panel.as_ptr(),
-                    tile.as_mut_ptr(),
-                    nr,
+                    c.at(i * ldc + j),
+                    ldc,
+                    (h, w),
                     accumulate,
                 )
             };
-            for r in 0..h {
-                for col in 0..w {
-                    // SAFETY: as above.
-                    unsafe { *dst.add(r * ldc + col) = tile[r * nr + col] };
-                }
-            }
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::kernels::available;
-    use super::*;
-
-    /// The plain triple loop in f64, the reference for every path.
-    fn reference(m: usize, n: usize, k: usize, a: MatRef, b: MatRef, c0: &[f32]) -> Vec<f64> {
-        let mut out: Vec<f64> = c0.iter().map(|&v| v as f64).collect();
-        for i in 0..m {
-            for j in 0..n {
-                for p in 0..k {
-                    out[i * n + j] += a.data[i * a.row_stride + p * a.col_stride] as f64
-                        * b.data[p * b.row_stride + j * b.col_stride] as f64;
-                }
-            }
-        }
-        out
-    }
-
-    fn values(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i * 7 + seed * 13) % 29) as f32 - 14.0) / 8.0)
-            .collect()
-    }
-
-    /// Every kernel, every layout (plain, transposed, strided with gaps), overwrite and
-    /// accumulate, 1 and 2 threads, against the reference.
-    fn check(m: usize, n: usize, k: usize) {
-        for kernel in available() {
-            for layout in 0..4 {
-                // Leading dimensions wider than the matrix, so strided views are tested.
-                let (lda, ldb) = (k + 3, n + 5);
-                let a_buf = values((m + 2) * (k + 3) + (k + 2) * (m + 4), 1);
-                let b_buf = values((k + 2) * (n + 5) + (n + 2) * (k + 6), 2);
-                let a = match layout & 1 {
-                    0 => MatRef {
-                        data: &a_buf,
-                        row_stride: lda,
-                        col_stride: 1,
-                    },
-                    _ => MatRef {
-                        data: &a_buf,
-                        row_stride: 1,
-                        col_stride: m + 4,
-                    },
-                };
-                let b = match layout >> 1 {
-                    0 => MatRef {
-                        data: &b_buf,
-                        row_stride: ldb,
-                        col_stride: 1,
-                    },
-                    _ => MatRef {
-                        data: &b_buf,
-                        row_stride: 1,
-                        col_stride: k + 6,
-                    },
-                };
-                for accumulate in [false, true] {
-                    let c0 = values(m * n, 3);
-                    let zeros = vec![0.0; m * n];
-                    let want = reference(m, n, k, a, b, if accumulate { &c0 } else { &zeros });
-                    let mut first = None;
-                    for threads in [1, 2, 3] {
-                        let mut c = c0.clone();
-                        c.push(99.0);
-                        gemm(kernel, m, n, k, a, b, &mut c, accumulate, threads);
-                        assert_eq!(c[m * n], 99.0, "wrote past the output");
-                        c.pop();
-                        for (idx, (&got, &w)) in c.iter().zip(&want).enumerate() {
-                            let tol = 1e-5 * (k as f64 + 1.0) * w.abs().max(1.0);
-                            assert!(
-                                (got as f64 - w).abs() <= tol,
-                                "{} {m}x{n}x{k} layout {layout} acc {accumulate} threads {threads} at {idx}: {got} vs {w}",
-                                kernel.name
-                            );
-                        }
-                        let bits: Vec<u32> = c.iter().map(|v| v.to_bits()).collect();
-                        match &first {
-                            None => first = Some(bits),
-                            Some(f) => assert!(
-                                *f == bits,
-                                "{}: thread count changed the bits",
-                                kernel.name
-                            ),
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn awkward_shapes_on_every_kernel() {
-        for &(m, n, k) in &[
-            (1, 1, 1),
-            (1, 7, 17),
-            (7, 1, 17),
-            (7, 17, 1),
-            (17, 63, 65),
-            (63, 65, 7),
-            (65, 17, 63),
-            (13, 33, 300), // k crosses a KC block boundary
-        ] {
-            check(m, n, k);
-        }
-    }
-
-    #[test]
-    fn many_row_blocks_and_threads() {
-        // m above MC with several panels per thread; n not a multiple of any NR.
-        check(300, 37, 20);
-    }
-
-    #[test]
-    fn column_blocks_beyond_nc() {
-        // n above NC exercises the outer column loop (k small to stay fast).
-        for kernel in available() {
-            let (m, n, k) = (3, NC + 21, 2);
-            let a = values(m * k, 4);
-            let b = values(k * n, 5);
-            let (a, b) = (MatRef::rows(&a, k), MatRef::rows(&b, n));
-            let mut c = vec![0.0; m * n];
-            gemm(kernel, m, n, k, a, b, &mut c, false, 2);
-            let want = reference(m, n, k, a, b, &vec![0.0; m * n]);
-            assert!(
-                c.iter()
-                    .zip(&want)
-                    .all(|(&g, &w)| (g as f64 - w).abs() < 1e-4),
-                "{}",
-                kernel.name
-            );
-        }
-    }
-
-    #[test]
-    fn buffers_are_reused_between_calls() {
-        let kernel = available()[0];
-        let (a, b) = (values(40 * 30, 1), values(30 * 50, 2));
-        let mut c = vec![0.0; 40 * 50];
-        gemm(
-            kernel,
-            40,
-            50,
-            30,
-            MatRef::rows(&a, 30),
-            MatRef::rows(&b, 50),
-            &mut c,
-            false,
-            1,
-        );
-        let ptr = PACK_B.with(|s| {
-            let v = s.take();
-            let p = v.as_ptr();
-            s.set(v);
-            p
-        });
-        gemm(
-            kernel,
-            40,
-            50,
-            30,
-            MatRef::rows(&a, 30),
-            MatRef::rows(&b, 50),
-            &mut c,
-            false,
-            1,
-        );
-        let again = PACK_B.with(|s| {
-            let v = s.take();
-            let p = v.as_ptr();
-            s.set(v);
-            p
-        });
-        assert_eq!(ptr, again);
-    }
-}
+#[path = "blis_tests.rs"]
+mod tests;

@@ -12,17 +12,24 @@
 /// the `gemm` crate backend).
 pub(crate) const KERNEL_ENV: &str = "TAPEGRAD_GEMM_KERNEL";
 
-/// Most elements a tile of any kernel holds (the edge-tile scratch space).
-pub(crate) const MAX_TILE: usize = 128;
-
-/// `c[i·rs_c + j] (+)= Σ_p a[p·MR + i]·b[p·NR + j]` for the kernel's MR × NR tile.
+/// `c[i·rs_c + j] (+)= Σ_p a[p·MR + i]·b[p·NR + j]` for `i < h`, `j < w` of the
+/// kernel's MR × NR tile, `(h, w) = tile`: an edge tile (h < MR or w < NR) is summed
+/// like a full one and only its h × w corner stored, so nothing outside it is touched.
 ///
 /// # Safety
-/// `a` must point to `k·MR` readable floats, `b` to `k·NR`, and `c` to an MR × NR tile
+/// `a` must point to `k·MR` readable floats, `b` to `k·NR`, and `c` to an h × w tile
 /// with row stride `rs_c` that the caller may read and write, touched by no one else
-/// during the call; the CPU must have the kernel's instruction set.
-pub(crate) type KernelFn =
-    unsafe fn(k: usize, a: *const f32, b: *const f32, c: *mut f32, rs_c: usize, accumulate: bool);
+/// during the call; 1 ≤ h ≤ MR, 1 ≤ w ≤ NR; the CPU must have the kernel's instruction
+/// set.
+pub(crate) type KernelFn = unsafe fn(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+    c: *mut f32,
+    rs_c: usize,
+    tile: (usize, usize),
+    accumulate: bool,
+);
 
 /// A micro-kernel and its tile shape.
 pub(crate) struct Kernel {
@@ -47,6 +54,7 @@ impl Kernel {
     /// out by [`available`] (or [`choose`], which picks among those), the only ways to
     /// get one.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     pub(crate) unsafe fn run(
         &self,
         k: usize,
@@ -54,10 +62,12 @@ impl Kernel {
         b: *const f32,
         c: *mut f32,
         rs_c: usize,
+        tile: (usize, usize),
         accumulate: bool,
     ) {
+        debug_assert!((1..=self.mr).contains(&tile.0) && (1..=self.nr).contains(&tile.1));
         // SAFETY: forwarded from the caller; the ISA was checked when `self` was handed out.
-        unsafe { (self.func)(k, a, b, c, rs_c, accumulate) }
+        unsafe { (self.func)(k, a, b, c, rs_c, tile, accumulate) }
     }
 }
 
@@ -129,6 +139,7 @@ unsafe fn scalar_4x8(
     b: *const f32,
     c: *mut f32,
     rs_c: usize,
+    (h, w): (usize, usize),
     accumulate: bool,
 ) {
     const MR: usize = 4;
@@ -148,9 +159,9 @@ unsafe fn scalar_4x8(
             }
         }
     }
-    for (i, row) in acc.iter().enumerate() {
-        for (j, &v) in row.iter().enumerate() {
-            // SAFETY: (i, j) lies in the MR × NR tile the caller handed over.
+    for (i, row) in acc.iter().enumerate().take(h) {
+        for (j, &v) in row.iter().enumerate().take(w) {
+            // SAFETY: (i, j) with i < h, j < w lies in the tile the caller handed over.
             unsafe {
                 let dst = c.add(i * rs_c + j);
                 *dst = if accumulate { *dst + v } else { v };
@@ -172,6 +183,7 @@ unsafe fn avx2_6x16(
     b: *const f32,
     c: *mut f32,
     rs_c: usize,
+    (h, w): (usize, usize),
     accumulate: bool,
 ) {
     use std::arch::x86_64::*;
@@ -179,7 +191,7 @@ unsafe fn avx2_6x16(
     const NR: usize = 16;
     // Ask for C's tile now: it is read only after the loop, which hides the latency
     // (C's rows are a page apart for wide outputs, beyond the hardware prefetcher).
-    for i in 0..MR {
+    for i in 0..h {
         let row = c.wrapping_add(i * rs_c) as *const i8;
         _mm_prefetch::<_MM_HINT_T0>(row);
         _mm_prefetch::<_MM_HINT_T0>(row.wrapping_add(60));
@@ -203,17 +215,40 @@ unsafe fn avx2_6x16(
             bp = bp.add(NR);
         }
     }
-    for (i, row) in acc.iter().enumerate() {
-        // SAFETY: row i, columns 0..16 of the tile the caller handed over.
-        unsafe {
-            let dst = c.add(i * rs_c);
-            let (mut lo, mut hi) = (row[0], row[1]);
-            if accumulate {
-                lo = _mm256_add_ps(_mm256_loadu_ps(dst), lo);
-                hi = _mm256_add_ps(_mm256_loadu_ps(dst.add(8)), hi);
+    if h == MR && w == NR {
+        for (i, row) in acc.iter().enumerate() {
+            // SAFETY: row i, columns 0..16 of the tile the caller handed over.
+            unsafe {
+                let dst = c.add(i * rs_c);
+                let (mut lo, mut hi) = (row[0], row[1]);
+                if accumulate {
+                    lo = _mm256_add_ps(_mm256_loadu_ps(dst), lo);
+                    hi = _mm256_add_ps(_mm256_loadu_ps(dst.add(8)), hi);
+                }
+                _mm256_storeu_ps(dst, lo);
+                _mm256_storeu_ps(dst.add(8), hi);
             }
-            _mm256_storeu_ps(dst, lo);
-            _mm256_storeu_ps(dst.add(8), hi);
+        }
+        return;
+    }
+    // An edge tile: the registers go to a stack tile, then its h × w corner into C.
+    // (Not masked stores: AMD runs VMASKMOVPS stores as microcode, slower than this
+    // copy for the short k of a convolution's forward product.)
+    let mut tile = [0.0f32; MR * NR];
+    for (i, row) in acc.iter().enumerate() {
+        // SAFETY: row i of the local MR × NR tile.
+        unsafe {
+            _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR), row[0]);
+            _mm256_storeu_ps(tile.as_mut_ptr().add(i * NR + 8), row[1]);
+        }
+    }
+    for (i, t) in tile.chunks_exact(NR).enumerate().take(h) {
+        for (j, &v) in t.iter().enumerate().take(w) {
+            // SAFETY: (i, j) with i < h, j < w lies in the tile the caller handed over.
+            unsafe {
+                let dst = c.add(i * rs_c + j);
+                *dst = if accumulate { *dst + v } else { v };
+            }
         }
     }
 }
@@ -240,7 +275,6 @@ mod tests {
     fn every_available_kernel_computes_its_tile() {
         for kernel in available() {
             let (mr, nr) = (kernel.mr, kernel.nr);
-            assert!(mr * nr <= MAX_TILE);
             for k in [1, 2, 7, 17, 64] {
                 let a: Vec<f32> = (0..k * mr).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
                 let b: Vec<f32> = (0..k * nr).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
@@ -250,7 +284,15 @@ mod tests {
                     let mut c = vec![2.5f32; mr * rs];
                     // SAFETY: a, b hold k·mr and k·nr floats; c an mr × nr tile of stride rs.
                     unsafe {
-                        kernel.run(k, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), rs, accumulate)
+                        kernel.run(
+                            k,
+                            a.as_ptr(),
+                            b.as_ptr(),
+                            c.as_mut_ptr(),
+                            rs,
+                            (mr, nr),
+                            accumulate,
+                        )
                     };
                     let want = reference(k, mr, nr, &a, &b, if accumulate { 2.5 } else { 0.0 });
                     for i in 0..mr {
@@ -267,6 +309,53 @@ mod tests {
                             "{} wrote outside its tile",
                             kernel.name
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn edge_tiles_write_exactly_their_rows_and_columns() {
+        for kernel in available() {
+            let (mr, nr) = (kernel.mr, kernel.nr);
+            let k = 9;
+            let a: Vec<f32> = (0..k * mr).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+            let b: Vec<f32> = (0..k * nr).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+            let rs = nr + 3;
+            for accumulate in [false, true] {
+                let want = reference(k, mr, nr, &a, &b, if accumulate { 2.5 } else { 0.0 });
+                for h in 1..=mr {
+                    for w in 1..=nr {
+                        let mut c = vec![2.5f32; mr * rs];
+                        // SAFETY: a, b hold k·mr and k·nr floats; c holds an h × w tile
+                        // of stride rs (and more).
+                        unsafe {
+                            kernel.run(
+                                k,
+                                a.as_ptr(),
+                                b.as_ptr(),
+                                c.as_mut_ptr(),
+                                rs,
+                                (h, w),
+                                accumulate,
+                            )
+                        };
+                        for i in 0..mr {
+                            for j in 0..rs {
+                                let got = c[i * rs + j];
+                                let expect = if i < h && j < w {
+                                    want[i * nr + j]
+                                } else {
+                                    2.5
+                                };
+                                assert_eq!(
+                                    got, expect,
+                                    "{} tile {h}x{w} at ({i}, {j})",
+                                    kernel.name
+                                );
+                            }
+                        }
                     }
                 }
             }

@@ -8,6 +8,12 @@
 
 use super::MatRef;
 
+/// Zeros standing in for the missing rows or columns of an edge panel, so edge panels
+/// take the same SIMD transposing copy as full ones (the element-wise fallback was a
+/// third of a product with a 9-column output). Panels deeper than this take the
+/// fallback.
+static ZEROS: [f32; 1024] = [0.0; 1024];
+
 /// Packs rows `i0..min(i0 + mr, rows_end)`, columns `pc..pc + kc` of `a` as
 /// `dst[p·mr + i]`, zero-padding missing rows.
 #[allow(clippy::too_many_arguments)]
@@ -23,6 +29,15 @@ pub(super) fn pack_a_panel(
 ) {
     let rows = mr.min(rows_end - i0);
     let dst = &mut dst[..kc * mr];
+    if a.row_stride == 1 && rows < mr {
+        // Aᵀ at the bottom edge: each p's rows are contiguous, the rest zero.
+        for (p, d) in dst.chunks_exact_mut(mr).enumerate() {
+            let s = i0 + (pc + p) * a.col_stride;
+            d[..rows].copy_from_slice(&a.data[s..s + rows]);
+            d[rows..].fill(0.0);
+        }
+        return;
+    }
     if a.row_stride == 1 && rows == mr {
         // A transposed in memory (Aᵀ·G in backward): each p's mr values are contiguous.
         let start = i0 + pc * a.col_stride;
@@ -38,9 +53,13 @@ pub(super) fn pack_a_panel(
         }
         return;
     }
-    if a.col_stride == 1 && rows == mr {
-        // Row-major A (the usual case): interleave mr contiguous rows.
+    if a.col_stride == 1 && (rows == mr || kc <= ZEROS.len()) {
+        // Row-major A (the usual case): interleave mr contiguous rows (zeros below
+        // the edge).
         let row = |i: usize| {
+            if i >= rows {
+                return &ZEROS[..kc];
+            }
             let s = (i0 + i) * a.row_stride + pc;
             &a.data[s..s + kc]
         };
@@ -84,6 +103,15 @@ pub(super) fn pack_b_panel(
 ) {
     let cols = nr.min(cols_end - j0);
     let dst = &mut dst[..kc * nr];
+    if b.col_stride == 1 && cols < nr {
+        // Row-major B at the right edge: each p's columns are contiguous, the rest zero.
+        for (p, d) in dst.chunks_exact_mut(nr).enumerate() {
+            let s = (pc + p) * b.row_stride + j0;
+            d[..cols].copy_from_slice(&b.data[s..s + cols]);
+            d[cols..].fill(0.0);
+        }
+        return;
+    }
     if b.col_stride == 1 && cols == nr {
         // Row-major B: each p's nr values are contiguous.
         let start = pc * b.row_stride + j0;
@@ -99,9 +127,13 @@ pub(super) fn pack_b_panel(
         }
         return;
     }
-    if b.row_stride == 1 && cols == nr {
-        // Wᵀ in `linear`: column j of B is row j of W, contiguous along p.
+    if b.row_stride == 1 && (cols == nr || kc <= ZEROS.len()) {
+        // Wᵀ in `linear`: column j of B is row j of W, contiguous along p (zeros past
+        // the edge).
         let column = |j: usize| {
+            if j >= cols {
+                return &ZEROS[..kc];
+            }
             let s = pc + (j0 + j) * b.col_stride;
             &b.data[s..s + kc]
         };

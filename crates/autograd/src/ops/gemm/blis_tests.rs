@@ -1,0 +1,212 @@
+//! Tests of the blocked driver: every kernel and layout against an f64 triple loop,
+//! small blocks reaching every loop, the k split, bit-identical results across threads.
+
+use super::super::kernels::available;
+use super::*;
+
+/// The plain triple loop in f64, the reference for every path.
+fn reference(m: usize, n: usize, k: usize, a: MatRef, b: MatRef, c0: &[f32]) -> Vec<f64> {
+    let mut out: Vec<f64> = c0.iter().map(|&v| v as f64).collect();
+    for i in 0..m {
+        for j in 0..n {
+            for p in 0..k {
+                out[i * n + j] += a.data[i * a.row_stride + p * a.col_stride] as f64
+                    * b.data[p * b.row_stride + j * b.col_stride] as f64;
+            }
+        }
+    }
+    out
+}
+
+fn values(len: usize, seed: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| (((i * 7 + seed * 13) % 29) as f32 - 14.0) / 8.0)
+        .collect()
+}
+
+/// Every kernel, every layout (plain, transposed, strided with gaps), overwrite and
+/// accumulate, 1 and 2 threads, against the reference, with this CPU's blocks.
+fn check(m: usize, n: usize, k: usize) {
+    check_with(None, m, n, k);
+}
+
+/// [`check`] with the given blocks (`None`: this CPU's).
+fn check_with(blocks_given: Option<Blocks>, m: usize, n: usize, k: usize) {
+    for kernel in available() {
+        let bl = blocks_given.unwrap_or_else(|| blocks(kernel.mr, kernel.nr));
+        for layout in 0..4 {
+            // Leading dimensions wider than the matrix, so strided views are tested.
+            let (lda, ldb) = (k + 3, n + 5);
+            let a_buf = values((m + 2) * (k + 3) + (k + 2) * (m + 4), 1);
+            let b_buf = values((k + 2) * (n + 5) + (n + 2) * (k + 6), 2);
+            let a = match layout & 1 {
+                0 => MatRef {
+                    data: &a_buf,
+                    row_stride: lda,
+                    col_stride: 1,
+                },
+                _ => MatRef {
+                    data: &a_buf,
+                    row_stride: 1,
+                    col_stride: m + 4,
+                },
+            };
+            let b = match layout >> 1 {
+                0 => MatRef {
+                    data: &b_buf,
+                    row_stride: ldb,
+                    col_stride: 1,
+                },
+                _ => MatRef {
+                    data: &b_buf,
+                    row_stride: 1,
+                    col_stride: k + 6,
+                },
+            };
+            for accumulate in [false, true] {
+                let c0 = values(m * n, 3);
+                let zeros = vec![0.0; m * n];
+                let want = reference(m, n, k, a, b, if accumulate { &c0 } else { &zeros });
+                let mut first = None;
+                for threads in [1, 2, 3] {
+                    let mut c = c0.clone();
+                    c.push(99.0);
+                    gemm_with(kernel, bl, (m, n, k), a, b, &mut c, accumulate, threads);
+                    assert_eq!(c[m * n], 99.0, "wrote past the output");
+                    c.pop();
+                    for (idx, (&got, &w)) in c.iter().zip(&want).enumerate() {
+                        let tol = 1e-5 * (k as f64 + 1.0) * w.abs().max(1.0);
+                        assert!(
+                            (got as f64 - w).abs() <= tol,
+                            "{} {m}x{n}x{k} layout {layout} acc {accumulate} threads {threads} at {idx}: {got} vs {w}",
+                            kernel.name
+                        );
+                    }
+                    let bits: Vec<u32> = c.iter().map(|v| v.to_bits()).collect();
+                    match &first {
+                        None => first = Some(bits),
+                        Some(f) => {
+                            assert!(*f == bits, "{}: thread count changed the bits", kernel.name)
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn awkward_shapes_on_every_kernel() {
+    for &(m, n, k) in &[
+        (1, 1, 1),
+        (1, 7, 17),
+        (7, 1, 17),
+        (7, 17, 1),
+        (17, 63, 65),
+        (63, 65, 7),
+        (65, 17, 63),
+        (13, 33, 300), // k crosses a KC block boundary
+    ] {
+        check(m, n, k);
+    }
+}
+
+#[test]
+fn small_blocks_reach_every_loop() {
+    // Several row blocks, column blocks and k blocks (with uneven last ones) in
+    // shapes small enough for CI.
+    let tiny = Blocks {
+        mc: 12,
+        kc: 16,
+        nc: 32,
+    };
+    for &(m, n, k) in &[(37, 70, 50), (13, 33, 17), (25, 100, 33)] {
+        check_with(Some(tiny), m, n, k);
+    }
+    // k blocks deeper than the packing's zero rows: edge panels take the element-wise
+    // fallback.
+    let deep = Blocks {
+        mc: 12,
+        kc: 1100,
+        nc: 64,
+    };
+    check_with(Some(deep), 7, 300, 1100);
+}
+
+#[test]
+fn long_k_is_split_into_chunks_without_changing_a_bit() {
+    // Small outputs with k long enough for 2 and 8 chunks (an uneven chunk too).
+    for &(m, n, k) in &[(7, 5, 1100), (5, 17, 4099)] {
+        assert!(k_chunks(m, n, k) > 1);
+        check(m, n, k);
+    }
+}
+
+#[test]
+fn many_row_blocks_and_threads() {
+    // m above MC with several panels per thread; n not a multiple of any NR.
+    check(300, 37, 20);
+}
+
+#[test]
+fn column_blocks_beyond_nc() {
+    // n above NC exercises the outer column loop (k small to stay fast).
+    for kernel in available() {
+        let (m, n, k) = (3, blocks(kernel.mr, kernel.nr).nc + 21, 2);
+        let a = values(m * k, 4);
+        let b = values(k * n, 5);
+        let (a, b) = (MatRef::rows(&a, k), MatRef::rows(&b, n));
+        let mut c = vec![0.0; m * n];
+        gemm(kernel, m, n, k, a, b, &mut c, false, 2);
+        let want = reference(m, n, k, a, b, &vec![0.0; m * n]);
+        assert!(
+            c.iter()
+                .zip(&want)
+                .all(|(&g, &w)| (g as f64 - w).abs() < 1e-4),
+            "{}",
+            kernel.name
+        );
+    }
+}
+
+#[test]
+fn buffers_are_reused_between_calls() {
+    let kernel = available()[0];
+    let (a, b) = (values(40 * 30, 1), values(30 * 50, 2));
+    let mut c = vec![0.0; 40 * 50];
+    gemm(
+        kernel,
+        40,
+        50,
+        30,
+        MatRef::rows(&a, 30),
+        MatRef::rows(&b, 50),
+        &mut c,
+        false,
+        1,
+    );
+    let ptr = PACK_B.with(|s| {
+        let v = s.take();
+        let p = v.as_ptr();
+        s.set(v);
+        p
+    });
+    gemm(
+        kernel,
+        40,
+        50,
+        30,
+        MatRef::rows(&a, 30),
+        MatRef::rows(&b, 50),
+        &mut c,
+        false,
+        1,
+    );
+    let again = PACK_B.with(|s| {
+        let v = s.take();
+        let p = v.as_ptr();
+        s.set(v);
+        p
+    });
+    assert_eq!(ptr, again);
+}
