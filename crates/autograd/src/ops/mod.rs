@@ -17,6 +17,7 @@ pub(crate) mod mask;
 pub(crate) mod movement;
 pub(crate) mod operators;
 pub(crate) mod planes;
+pub(crate) mod pool2x2;
 pub(crate) mod pooling;
 pub(crate) mod pooling_kernels;
 pub(crate) mod reduce;
