@@ -94,6 +94,9 @@ fn for_each_tap(d: &Geom, row: usize, mut f: impl FnMut(usize, Option<usize>, (u
 /// Writes group `grp`'s column matrix `[kg, n · p]` of `x` into `col`, one row per
 /// task.
 pub(crate) fn im2col(x: &[f32], d: &Geom, grp: usize, col: &mut [f32]) {
+    if is_shifted(d) {
+        return im2col_shifted(x, d, grp, col);
+    }
     let (np, p, hw, s) = (d.np(), d.p(), d.h * d.w, d.sw);
     for_each_piece(&mut col[..d.kg() * np], np, d.kg() * np, |row, dst| {
         let c = grp * d.cg() + row / (d.kh * d.kw);
@@ -112,8 +115,8 @@ pub(crate) fn im2col(x: &[f32], d: &Geom, grp: usize, col: &mut [f32]) {
                 if s == 1 {
                     dst.copy_from_slice(&plane[src..src + dst.len()]);
                 } else {
-                    for (j, v) in dst.iter_mut().enumerate() {
-                        *v = plane[src + j * s];
+                    for (v, j) in dst.iter_mut().zip((src..).step_by(s)) {
+                        *v = plane[j];
                     }
                 }
             });
@@ -121,10 +124,128 @@ pub(crate) fn im2col(x: &[f32], d: &Geom, grp: usize, col: &mut [f32]) {
     });
 }
 
+/// Whether `d` is a stride-1 convolution whose output rows are as wide as its input
+/// rows (a "same" convolution): then a column-matrix row of one sample is its channel
+/// plane shifted by a constant, except for the rows and columns that fall in the
+/// padding, and im2col / col2im move whole planes at once instead of one output row at
+/// a time.
+fn is_shifted(d: &Geom) -> bool {
+    d.sh == 1 && d.sw == 1 && d.ow == d.w
+}
+
+/// One kernel tap of a [`is_shifted`] convolution: the shift of the plane, the valid
+/// output rows and the valid output columns.
+#[derive(Clone, Copy)]
+struct Tap {
+    shift: isize,
+    rows: (usize, usize),
+    cols: (usize, usize),
+}
+
+impl Tap {
+    /// Tap `t` (= ki · kw + kj) of `d`.
+    fn of(d: &Geom, t: usize) -> Tap {
+        let off_h = ((t / d.kw) * d.dh) as isize - d.ph as isize;
+        let off_w = ((t % d.kw) * d.dw) as isize - d.pw as isize;
+        Tap {
+            shift: off_h * d.w as isize + off_w,
+            rows: valid_range(off_h, 1, d.h, d.oh),
+            cols: valid_range(off_w, 1, d.w, d.ow),
+        }
+    }
+
+    /// The range of output positions `t` (in one sample's plane) of the valid rows
+    /// whose input position `t + shift` lies in the plane: a superset of the valid
+    /// positions that also holds the padding columns between the valid rows.
+    fn span(&self, d: &Geom) -> (usize, usize) {
+        let hw = (d.h * d.w) as isize;
+        let lo = ((self.rows.0 * d.ow) as isize).max(-self.shift);
+        let hi = ((self.rows.1 * d.ow) as isize).min(hw - self.shift).max(lo);
+        (lo as usize, hi as usize)
+    }
+}
+
+/// [`im2col`] of a "same" stride-1 convolution: one shifted copy per plane, then zeros
+/// written over the padding.
+fn im2col_shifted(x: &[f32], d: &Geom, grp: usize, col: &mut [f32]) {
+    let (np, p, hw, taps) = (d.np(), d.p(), d.h * d.w, d.kh * d.kw);
+    for_each_piece(&mut col[..d.kg() * np], np, d.kg() * np, |row, dst| {
+        let c = grp * d.cg() + row / taps;
+        let tap = Tap::of(d, row % taps);
+        let (lo, hi) = tap.span(d);
+        for n in 0..d.n {
+            let plane = &x[(n * d.c + c) * hw..][..hw];
+            let dst = &mut dst[n * p..][..p];
+            let from = (lo as isize + tap.shift) as usize;
+            dst[lo..hi].copy_from_slice(&plane[from..from + hi - lo]);
+            dst[..tap.rows.0 * d.ow].fill(0.0);
+            dst[tap.rows.1 * d.ow..].fill(0.0);
+            zero_padding_columns(dst, d, &tap);
+        }
+    });
+}
+
+/// Zeroes the columns outside `tap.cols` of the tap's valid rows of one sample's plane.
+fn zero_padding_columns(plane: &mut [f32], d: &Geom, tap: &Tap) {
+    let (lo, hi) = tap.cols;
+    if lo == 0 && hi == d.ow {
+        return;
+    }
+    for row in plane[tap.rows.0 * d.ow..tap.rows.1 * d.ow].chunks_exact_mut(d.ow) {
+        row[..lo].fill(0.0);
+        row[hi..].fill(0.0);
+    }
+}
+
 /// Writes the image that group `grp`'s column matrix adds up to (the adjoint of
 /// [`im2col`]) into the group's channel planes of `x`, one plane per task: each
 /// element sums its taps in the order of the kernel, whatever the threads.
-pub(crate) fn col2im(col: &[f32], d: &Geom, grp: usize, x: &mut [f32]) {
+///
+/// For a "same" stride-1 convolution the entries of `col` that fall in the padding
+/// are first overwritten with zeros: each tap then adds a whole shifted plane at once,
+/// and the zeros it adds to the elements its padding columns land on change no bit
+/// (a sum that starts at +0 is never −0, and x + 0 = x otherwise).
+pub(crate) fn col2im(col: &mut [f32], d: &Geom, grp: usize, x: &mut [f32]) {
+    if !is_shifted(d) {
+        return col2im_general(col, d, grp, x);
+    }
+    let (np, p, hw, taps) = (d.np(), d.p(), d.h * d.w, d.kh * d.kw);
+    let col = &mut col[..d.kg() * np];
+    for_each_piece(col, np, d.kg() * np, |row, dst| {
+        let tap = Tap::of(d, row % taps);
+        for sample in dst.chunks_exact_mut(p) {
+            zero_padding_columns(sample, d, &tap);
+        }
+    });
+    let col = &*col;
+    for_each_piece(x, hw, d.kg() * np, |plane, dst| {
+        let (n, c) = (plane / d.c, plane % d.c);
+        if c / d.cg() != grp {
+            return;
+        }
+        dst.fill(0.0);
+        let ci = c - grp * d.cg();
+        for row in ci * taps..(ci + 1) * taps {
+            let tap = Tap::of(d, row % taps);
+            let (lo, hi) = tap.span(d);
+            let from = &col[row * np + n * p..][lo..hi];
+            let to = (lo as isize + tap.shift) as usize;
+            add_into(&mut dst[to..to + from.len()], from);
+        }
+    });
+}
+
+/// `dst[i] += src[i]`, eight lanes at a time.
+fn add_into(dst: &mut [f32], src: &[f32]) {
+    crate::cpu::with_avx2_fma(|| {
+        for (a, b) in dst.iter_mut().zip(src) {
+            *a += b;
+        }
+    })
+}
+
+/// [`col2im`] of any convolution, one output row of each tap at a time.
+fn col2im_general(col: &[f32], d: &Geom, grp: usize, x: &mut [f32]) {
     let (np, p, hw, s, taps) = (d.np(), d.p(), d.h * d.w, d.sw, d.kh * d.kw);
     for_each_piece(x, hw, d.kg() * np, |plane, dst| {
         let (n, c) = (plane / d.c, plane % d.c);
@@ -220,7 +341,7 @@ pub(crate) fn conv_input_grad(g_cm: &[f32], w: &[f32], d: &Geom) -> Vec<f32> {
             &mut dcol,
             false,
         );
-        col2im(&dcol, d, grp, &mut dx);
+        col2im(&mut dcol, d, grp, &mut dx);
     }
     pool::give(dcol);
     dx
@@ -313,6 +434,9 @@ mod tests {
     fn im2col_matches_the_definition_and_col2im_is_its_adjoint() {
         for (h, w, k, s, p, dil) in [
             (5, 6, 3, 1, 1, 1),
+            (6, 5, 5, 1, 2, 1),
+            (7, 6, 3, 1, 2, 2),
+            (3, 3, 3, 1, 1, 1),
             (7, 5, 3, 2, 1, 1),
             (6, 6, 2, 3, 2, 2),
             (4, 4, 1, 1, 0, 1),
@@ -327,7 +451,10 @@ mod tests {
             // <im2col(x), y> == <x, col2im(y)> for any y.
             let y: Vec<f32> = (0..col.len()).map(|i| (i % 7) as f32 - 3.0).collect();
             let mut back = vec![0.0; x.len()];
-            col2im(&y, &d, 0, &mut back);
+            col2im(&mut y.clone(), &d, 0, &mut back);
+            let mut general = vec![f32::NAN; x.len()];
+            col2im_general(&y, &d, 0, &mut general);
+            assert_eq!(back, general, "{h} {w} {k} {s} {p} {dil}");
             let lhs: f32 = col.iter().zip(&y).map(|(a, b)| a * b).sum();
             let rhs: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
             assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "{lhs} {rhs}");
