@@ -94,32 +94,45 @@ fn for_each_tap(d: &Geom, row: usize, mut f: impl FnMut(usize, Option<usize>, (u
 /// Writes group `grp`'s column matrix `[kg, n · p]` of `x` into `col`, one row per
 /// task.
 pub(crate) fn im2col(x: &[f32], d: &Geom, grp: usize, col: &mut [f32]) {
-    if is_shifted(d) {
-        return im2col_shifted(x, d, grp, col);
-    }
-    let (np, p, hw, s) = (d.np(), d.p(), d.h * d.w, d.sw);
+    let (np, p, hw) = (d.np(), d.p(), d.h * d.w);
     for_each_piece(&mut col[..d.kg() * np], np, d.kg() * np, |row, dst| {
         let c = grp * d.cg() + row / (d.kh * d.kw);
         for n in 0..d.n {
             let plane = &x[(n * d.c + c) * hw..][..hw];
-            let dst = &mut dst[n * p..][..p];
-            for_each_tap(d, row, |at, src, (lo, hi)| {
-                let dst = &mut dst[at..at + d.ow];
-                let Some(src) = src else {
-                    dst.fill(0.0);
-                    return;
-                };
-                dst[..lo].fill(0.0);
-                dst[hi..].fill(0.0);
-                let dst = &mut dst[lo..hi];
-                if s == 1 {
-                    dst.copy_from_slice(&plane[src..src + dst.len()]);
-                } else {
-                    for (v, j) in dst.iter_mut().zip((src..).step_by(s)) {
-                        *v = plane[j];
-                    }
-                }
-            });
+            im2col_row(plane, d, row, &mut dst[n * p..][..p]);
+        }
+    });
+}
+
+/// One sample's `p` entries of column-matrix row `row` (only its kernel tap,
+/// `row % (kh · kw)`, matters), from the sample's input channel plane of that row.
+pub(crate) fn im2col_row(plane: &[f32], d: &Geom, row: usize, dst: &mut [f32]) {
+    if is_shifted(d) {
+        let tap = Tap::of(d, row % (d.kh * d.kw));
+        let (lo, hi) = tap.span(d);
+        let from = (lo as isize + tap.shift) as usize;
+        dst[lo..hi].copy_from_slice(&plane[from..from + hi - lo]);
+        dst[..tap.rows.0 * d.ow].fill(0.0);
+        dst[tap.rows.1 * d.ow..].fill(0.0);
+        zero_padding_columns(dst, d, &tap);
+        return;
+    }
+    let s = d.sw;
+    for_each_tap(d, row, |at, src, (lo, hi)| {
+        let dst = &mut dst[at..at + d.ow];
+        let Some(src) = src else {
+            dst.fill(0.0);
+            return;
+        };
+        dst[..lo].fill(0.0);
+        dst[hi..].fill(0.0);
+        let dst = &mut dst[lo..hi];
+        if s == 1 {
+            dst.copy_from_slice(&plane[src..src + dst.len()]);
+        } else {
+            for (v, j) in dst.iter_mut().zip((src..).step_by(s)) {
+                *v = plane[j];
+            }
         }
     });
 }
@@ -165,26 +178,6 @@ impl Tap {
     }
 }
 
-/// [`im2col`] of a "same" stride-1 convolution: one shifted copy per plane, then zeros
-/// written over the padding.
-fn im2col_shifted(x: &[f32], d: &Geom, grp: usize, col: &mut [f32]) {
-    let (np, p, hw, taps) = (d.np(), d.p(), d.h * d.w, d.kh * d.kw);
-    for_each_piece(&mut col[..d.kg() * np], np, d.kg() * np, |row, dst| {
-        let c = grp * d.cg() + row / taps;
-        let tap = Tap::of(d, row % taps);
-        let (lo, hi) = tap.span(d);
-        for n in 0..d.n {
-            let plane = &x[(n * d.c + c) * hw..][..hw];
-            let dst = &mut dst[n * p..][..p];
-            let from = (lo as isize + tap.shift) as usize;
-            dst[lo..hi].copy_from_slice(&plane[from..from + hi - lo]);
-            dst[..tap.rows.0 * d.ow].fill(0.0);
-            dst[tap.rows.1 * d.ow..].fill(0.0);
-            zero_padding_columns(dst, d, &tap);
-        }
-    });
-}
-
 /// Zeroes the columns outside `tap.cols` of the tap's valid rows of one sample's plane.
 fn zero_padding_columns(plane: &mut [f32], d: &Geom, tap: &Tap) {
     let (lo, hi) = tap.cols;
@@ -192,8 +185,17 @@ fn zero_padding_columns(plane: &mut [f32], d: &Geom, tap: &Tap) {
         return;
     }
     for row in plane[tap.rows.0 * d.ow..tap.rows.1 * d.ow].chunks_exact_mut(d.ow) {
-        row[..lo].fill(0.0);
-        row[hi..].fill(0.0);
+        // Mostly one element: a store, not a call to memset.
+        match lo {
+            0 => {}
+            1 => row[0] = 0.0,
+            _ => row[..lo].fill(0.0),
+        }
+        match d.ow - hi {
+            0 => {}
+            1 => row[hi] = 0.0,
+            _ => row[hi..].fill(0.0),
+        }
     }
 }
 
@@ -201,38 +203,68 @@ fn zero_padding_columns(plane: &mut [f32], d: &Geom, tap: &Tap) {
 /// [`im2col`]) into the group's channel planes of `x`, one plane per task: each
 /// element sums its taps in the order of the kernel, whatever the threads.
 ///
-/// For a "same" stride-1 convolution the entries of `col` that fall in the padding
-/// are first overwritten with zeros: each tap then adds a whole shifted plane at once,
-/// and the zeros it adds to the elements its padding columns land on change no bit
-/// (a sum that starts at +0 is never −0, and x + 0 = x otherwise).
+/// `col`'s entries that fall in the padding may be overwritten with zeros (see
+/// [`col2im_plane`]).
 pub(crate) fn col2im(col: &mut [f32], d: &Geom, grp: usize, x: &mut [f32]) {
-    if !is_shifted(d) {
-        return col2im_general(col, d, grp, x);
-    }
     let (np, p, hw, taps) = (d.np(), d.p(), d.h * d.w, d.kh * d.kw);
     let col = &mut col[..d.kg() * np];
-    for_each_piece(col, np, d.kg() * np, |row, dst| {
-        let tap = Tap::of(d, row % taps);
-        for sample in dst.chunks_exact_mut(p) {
-            zero_padding_columns(sample, d, &tap);
-        }
-    });
+    if is_shifted(d) {
+        for_each_piece(col, np, d.kg() * np, |row, dst| {
+            dst.chunks_exact_mut(p)
+                .for_each(|sample| zero_padding(sample, d, row));
+        });
+    }
     let col = &*col;
     for_each_piece(x, hw, d.kg() * np, |plane, dst| {
         let (n, c) = (plane / d.c, plane % d.c);
-        if c / d.cg() != grp {
-            return;
-        }
-        dst.fill(0.0);
-        let ci = c - grp * d.cg();
-        for row in ci * taps..(ci + 1) * taps {
-            let tap = Tap::of(d, row % taps);
-            let (lo, hi) = tap.span(d);
-            let from = &col[row * np + n * p..][lo..hi];
-            let to = (lo as isize + tap.shift) as usize;
-            add_into(&mut dst[to..to + from.len()], from);
+        if c / d.cg() == grp {
+            let ci = c - grp * d.cg();
+            col2im_plane(&col[ci * taps * np + n * p..], np, d, dst);
         }
     });
+}
+
+/// Overwrites with zeros one sample's entries of column-matrix row `row` that fall in
+/// the padding, when `d` [`is_shifted`] (see [`col2im_plane`]).
+pub(crate) fn zero_padding(sample: &mut [f32], d: &Geom, row: usize) {
+    if is_shifted(d) {
+        zero_padding_columns(sample, d, &Tap::of(d, row % (d.kh * d.kw)));
+    }
+}
+
+/// Writes one input-channel plane `dst` of one sample: the sum of its `kh · kw` taps,
+/// in the kernel's order, whose `p` entries start at `col[t · stride]` for tap `t`.
+///
+/// For a "same" stride-1 convolution the padding entries must have been zeroed by
+/// [`zero_padding`]: each tap then adds a whole shifted plane at once, and the zeros
+/// it adds to the elements its padding columns land on change no bit (a sum that
+/// starts at +0 is never −0, and x + 0 = x otherwise).
+pub(crate) fn col2im_plane(col: &[f32], stride: usize, d: &Geom, dst: &mut [f32]) {
+    dst.fill(0.0);
+    let (p, s) = (d.p(), d.sw);
+    for t in 0..d.kh * d.kw {
+        let from_row = &col[t * stride..][..p];
+        if is_shifted(d) {
+            let tap = Tap::of(d, t);
+            let (lo, hi) = tap.span(d);
+            let to = (lo as isize + tap.shift) as usize;
+            add_into(&mut dst[to..to + hi - lo], &from_row[lo..hi]);
+            continue;
+        }
+        for_each_tap(d, t, |at, src, (lo, hi)| {
+            let Some(src) = src else { return };
+            let from = &from_row[at + lo..at + hi];
+            if s == 1 {
+                for (a, b) in dst[src..src + from.len()].iter_mut().zip(from) {
+                    *a += b;
+                }
+            } else {
+                for (j, v) in from.iter().enumerate() {
+                    dst[src + j * s] += v;
+                }
+            }
+        });
+    }
 }
 
 /// `dst[i] += src[i]`, eight lanes at a time.
@@ -242,35 +274,6 @@ fn add_into(dst: &mut [f32], src: &[f32]) {
             *a += b;
         }
     })
-}
-
-/// [`col2im`] of any convolution, one output row of each tap at a time.
-fn col2im_general(col: &[f32], d: &Geom, grp: usize, x: &mut [f32]) {
-    let (np, p, hw, s, taps) = (d.np(), d.p(), d.h * d.w, d.sw, d.kh * d.kw);
-    for_each_piece(x, hw, d.kg() * np, |plane, dst| {
-        let (n, c) = (plane / d.c, plane % d.c);
-        if c / d.cg() != grp {
-            return;
-        }
-        dst.fill(0.0);
-        let ci = c - grp * d.cg();
-        for row in ci * taps..(ci + 1) * taps {
-            let from_row = &col[row * np + n * p..][..p];
-            for_each_tap(d, row, |at, src, (lo, hi)| {
-                let Some(src) = src else { return };
-                let from = &from_row[at + lo..at + hi];
-                if s == 1 {
-                    for (a, b) in dst[src..src + from.len()].iter_mut().zip(from) {
-                        *a += b;
-                    }
-                } else {
-                    for (j, v) in from.iter().enumerate() {
-                        dst[src + j * s] += v;
-                    }
-                }
-            });
-        }
-    });
 }
 
 /// `[n, ch, p]` → `[ch, n · p]`: an NCHW gradient or input laid out as the product's.
@@ -430,6 +433,33 @@ mod tests {
         col
     }
 
+    /// col2im by the definition: each column entry added to its input element, in
+    /// the order of the taps (the order col2im promises).
+    fn naive_col2im(col: &[f32], d: &Geom) -> Vec<f32> {
+        let mut x = vec![0.0; d.n * d.c * d.h * d.w];
+        for n in 0..d.n {
+            for c in 0..d.c {
+                for ki in 0..d.kh {
+                    for kj in 0..d.kw {
+                        let row = (c * d.kh + ki) * d.kw + kj;
+                        for oh in 0..d.oh {
+                            for ow in 0..d.ow {
+                                let ih = (oh * d.sh + ki * d.dh) as isize - d.ph as isize;
+                                let iw = (ow * d.sw + kj * d.dw) as isize - d.pw as isize;
+                                if ih >= 0 && iw >= 0 && (ih as usize) < d.h && (iw as usize) < d.w
+                                {
+                                    x[((n * d.c + c) * d.h + ih as usize) * d.w + iw as usize] +=
+                                        col[row * d.np() + n * d.p() + oh * d.ow + ow];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        x
+    }
+
     #[test]
     fn im2col_matches_the_definition_and_col2im_is_its_adjoint() {
         for (h, w, k, s, p, dil) in [
@@ -452,9 +482,7 @@ mod tests {
             let y: Vec<f32> = (0..col.len()).map(|i| (i % 7) as f32 - 3.0).collect();
             let mut back = vec![0.0; x.len()];
             col2im(&mut y.clone(), &d, 0, &mut back);
-            let mut general = vec![f32::NAN; x.len()];
-            col2im_general(&y, &d, 0, &mut general);
-            assert_eq!(back, general, "{h} {w} {k} {s} {p} {dil}");
+            assert_eq!(back, naive_col2im(&y, &d), "{h} {w} {k} {s} {p} {dil}");
             let lhs: f32 = col.iter().zip(&y).map(|(a, b)| a * b).sum();
             let rhs: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
             assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "{lhs} {rhs}");

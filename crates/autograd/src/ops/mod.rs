@@ -8,6 +8,7 @@ pub(crate) mod binary;
 pub(crate) mod conv;
 pub(crate) mod conv_kernels;
 pub(crate) mod conv_options;
+pub(crate) mod conv_samples;
 pub(crate) mod custom;
 pub(crate) mod gemm;
 pub(crate) mod layer_norm;
