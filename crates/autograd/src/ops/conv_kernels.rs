@@ -97,9 +97,10 @@ pub(crate) fn im2col(x: &[f32], d: &Geom, grp: usize, col: &mut [f32]) {
     let (np, p, hw) = (d.np(), d.p(), d.h * d.w);
     for_each_piece(&mut col[..d.kg() * np], np, d.kg() * np, |row, dst| {
         let c = grp * d.cg() + row / (d.kh * d.kw);
+        let tap = is_shifted(d).then(|| Tap::of(d, row % (d.kh * d.kw)));
         for n in 0..d.n {
             let plane = &x[(n * d.c + c) * hw..][..hw];
-            im2col_row(plane, d, row, &mut dst[n * p..][..p]);
+            im2col_row_with(plane, d, row, tap.as_ref(), &mut dst[n * p..][..p]);
         }
     });
 }
@@ -107,14 +108,19 @@ pub(crate) fn im2col(x: &[f32], d: &Geom, grp: usize, col: &mut [f32]) {
 /// One sample's `p` entries of column-matrix row `row` (only its kernel tap,
 /// `row % (kh · kw)`, matters), from the sample's input channel plane of that row.
 pub(crate) fn im2col_row(plane: &[f32], d: &Geom, row: usize, dst: &mut [f32]) {
-    if is_shifted(d) {
-        let tap = Tap::of(d, row % (d.kh * d.kw));
+    let tap = is_shifted(d).then(|| Tap::of(d, row % (d.kh * d.kw)));
+    im2col_row_with(plane, d, row, tap.as_ref(), dst);
+}
+
+/// [`im2col_row`] given the row's [`Tap`] when `d` [`is_shifted`].
+fn im2col_row_with(plane: &[f32], d: &Geom, row: usize, tap: Option<&Tap>, dst: &mut [f32]) {
+    if let Some(tap) = tap {
         let (lo, hi) = tap.span(d);
         let from = (lo as isize + tap.shift) as usize;
         dst[lo..hi].copy_from_slice(&plane[from..from + hi - lo]);
         dst[..tap.rows.0 * d.ow].fill(0.0);
         dst[tap.rows.1 * d.ow..].fill(0.0);
-        zero_padding_columns(dst, d, &tap);
+        zero_padding_columns(dst, d, tap);
         return;
     }
     let s = d.sw;
@@ -210,8 +216,9 @@ pub(crate) fn col2im(col: &mut [f32], d: &Geom, grp: usize, x: &mut [f32]) {
     let col = &mut col[..d.kg() * np];
     if is_shifted(d) {
         for_each_piece(col, np, d.kg() * np, |row, dst| {
+            let tap = Tap::of(d, row % taps);
             dst.chunks_exact_mut(p)
-                .for_each(|sample| zero_padding(sample, d, row));
+                .for_each(|sample| zero_padding_columns(sample, d, &tap));
         });
     }
     let col = &*col;

@@ -129,6 +129,16 @@ mod avx2 {
         (_mm256_blendv_ps(a, b, take), _mm256_blendv_ps(ia, ib, take))
     }
 
+    /// [`best`] on four lanes.
+    #[inline(always)]
+    unsafe fn best4(a: __m128, ia: __m128, b: __m128, ib: __m128) -> (__m128, __m128) {
+        let take = _mm_or_ps(
+            _mm_cmp_ps::<_CMP_GT_OQ>(b, a),
+            _mm_cmp_ps::<_CMP_UNORD_Q>(b, b),
+        );
+        (_mm_blendv_ps(a, b, take), _mm_blendv_ps(ia, ib, take))
+    }
+
     /// The even and odd elements of the 16 at `p`, in the lane order
     /// 0, 1, 4, 5, 2, 3, 6, 7 of the windows.
     #[inline(always)]
@@ -178,6 +188,33 @@ mod avx2 {
             }
             j += 8;
         }
+        if j + 4 <= ow {
+            // The same on four windows (the 8×8 digits' rows).
+            let k = |v: u32| _mm_castsi128_ps(_mm_set1_epi32(v as i32));
+            let pairs = |p: *const f32| {
+                let (lo, hi) = (_mm_loadu_ps(p), _mm_loadu_ps(p.add(4)));
+                (
+                    _mm_shuffle_ps::<0b10_00_10_00>(lo, hi),
+                    _mm_shuffle_ps::<0b11_01_11_01>(lo, hi),
+                )
+            };
+            // SAFETY: j + 4 <= ow; the caller checked the lengths.
+            let (a0, a1) = pairs(r0.as_ptr().add(2 * j));
+            let (b0, b1) = pairs(r1.as_ptr().add(2 * j));
+            let (top, itop) = best4(a0, k(0), a1, k(1));
+            let (bottom, ibottom) = best4(b0, k(w), b1, k(w + 1));
+            let (m, i) = best4(top, itop, bottom, ibottom);
+            _mm_storeu_ps(out.as_mut_ptr().add(j), m);
+            if let Some(at) = at.as_mut() {
+                let first = _mm_add_epi32(
+                    _mm_set1_epi32((base + 2 * j as u32) as i32),
+                    _mm_setr_epi32(0, 2, 4, 6),
+                );
+                let i = _mm_add_epi32(_mm_castps_si128(i), first);
+                _mm_storeu_ps(at.as_mut_ptr().add(j), _mm_castsi128_ps(i));
+            }
+            j += 4;
+        }
         super::max_row_scalar(r0, r1, base, w, j, out, at);
     }
 
@@ -224,6 +261,30 @@ mod avx2 {
             store_pairs(d1.as_mut_ptr().add(2 * j), left, right);
             j += 8;
         }
+        if j + 4 <= ow {
+            // SAFETY: j + 4 <= ow; the caller checked the lengths.
+            let gv = _mm_loadu_ps(g.as_ptr().add(j));
+            let first = _mm_add_epi32(
+                _mm_set1_epi32((base + 2 * j as u32) as i32),
+                _mm_setr_epi32(0, 2, 4, 6),
+            );
+            let off = _mm_sub_epi32(_mm_loadu_si128(at.as_ptr().add(j).cast()), first);
+            let pick = |k: u32| {
+                _mm_and_ps(
+                    gv,
+                    _mm_castsi128_ps(_mm_cmpeq_epi32(off, _mm_set1_epi32(k as i32))),
+                )
+            };
+            for (d, left, right) in [
+                (d0.as_mut_ptr(), pick(0), pick(1)),
+                (d1.as_mut_ptr(), pick(w), pick(w + 1)),
+            ] {
+                let p = d.add(2 * j);
+                _mm_storeu_ps(p, _mm_unpacklo_ps(left, right));
+                _mm_storeu_ps(p.add(4), _mm_unpackhi_ps(left, right));
+            }
+            j += 4;
+        }
         super::scatter_row_scalar(g, at, base, w, j, d0, d1);
     }
 }
@@ -263,7 +324,7 @@ mod tests {
             0.0,
             f32::NEG_INFINITY,
         ];
-        for ow in [1, 7, 8, 9, 16, 21] {
+        for ow in [1, 3, 4, 5, 7, 8, 9, 12, 13, 16, 21] {
             let w = 2 * ow as u32 + 1;
             let row = |s: usize| {
                 (0..w as usize)
