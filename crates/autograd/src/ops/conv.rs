@@ -14,6 +14,7 @@ use crate::ops::conv_kernels::{
 };
 use crate::ops::conv_options::{conv2d_geom, conv_transpose2d_geom, invalid};
 pub use crate::ops::conv_options::{Conv2dOptions, ConvTranspose2dOptions};
+use crate::ops::conv_samples;
 use crate::pool;
 use crate::shape::Shape;
 use crate::tape::{self, Grads, Op};
@@ -26,8 +27,9 @@ pub(crate) enum ConvRecord {
         weight: Tensor,
         bias: Option<Tensor>,
         geom: Geom,
-        /// The column matrices of the forward pass, for the weight gradient.
-        col: Tensor,
+        /// The column matrices of the forward pass, for the weight gradient (`None`
+        /// when the convolution runs sample by sample: backward rebuilds them).
+        col: Option<Tensor>,
     },
     ConvTranspose2d {
         input: Tensor,
@@ -47,14 +49,27 @@ impl ConvRecord {
                 geom: d,
                 col,
             } => {
-                let g_cm = to_channel_major(g, d.n, d.o, d.p());
-                if grads.wants(input) {
-                    grads.add(input, conv_input_grad(&g_cm, &weight.data(), d));
+                let (want_dx, want_dw) = (grads.wants(input), grads.wants(weight));
+                if let Some(col) = col {
+                    let g_cm = to_channel_major(g, d.n, d.o, d.p());
+                    if want_dx {
+                        grads.add(input, conv_input_grad(&g_cm, &weight.data(), d));
+                    }
+                    if want_dw {
+                        grads.add(weight, conv_weight_grad(&col.data(), &g_cm, d));
+                    }
+                    pool::give(g_cm);
+                } else {
+                    let (x, w) = (input.data(), weight.data());
+                    let (dx, dw) = conv_samples::backward(&x, &w, g, d, want_dx, want_dw);
+                    drop((x, w));
+                    if let Some(dx) = dx {
+                        grads.add(input, dx);
+                    }
+                    if let Some(dw) = dw {
+                        grads.add(weight, dw);
+                    }
                 }
-                if grads.wants(weight) {
-                    grads.add(weight, conv_weight_grad(&col.data(), &g_cm, d));
-                }
-                pool::give(g_cm);
                 if let Some(b) = bias.as_ref().filter(|b| grads.wants(b)) {
                     grads.add(b, channel_sums(g, d.n, d.o, d.p()));
                 }
@@ -116,18 +131,27 @@ impl Tensor {
     ) -> Result<Tensor> {
         let d = conv2d_geom(self, weight, bias, &options)?;
         let b = bias.map(|b| b.data());
-        let (out, col) = conv_forward(&self.data(), &weight.data(), b.as_deref(), &d);
+        let (out, col) = if conv_samples::by_sample(&d) {
+            let out = conv_samples::forward(&self.data(), &weight.data(), b.as_deref(), &d);
+            (out, None)
+        } else {
+            let (out, col) = conv_forward(&self.data(), &weight.data(), b.as_deref(), &d);
+            (out, Some(col))
+        };
+        drop(b);
         let out = Tensor::from_parts(out, Shape::from_slice(&[d.n, d.o, d.oh, d.ow]));
-        let mut col = Some(col);
+        let mut col = col;
         let out = tape::record(out, &inputs_of(self, weight, bias), || {
-            let col = col.take().expect("recorded once");
-            let len = col.len();
+            let col = col.take().map(|col| {
+                let len = col.len();
+                Tensor::from_parts(col, Shape::from_slice(&[len]))
+            });
             Op::Conv(ConvRecord::Conv2d {
                 input: self.clone(),
                 weight: weight.clone(),
                 bias: bias.cloned(),
                 geom: d,
-                col: Tensor::from_parts(col, Shape::from_slice(&[len])),
+                col,
             })
         });
         if let Some(col) = col {

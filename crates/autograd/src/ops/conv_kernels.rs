@@ -94,62 +94,185 @@ fn for_each_tap(d: &Geom, row: usize, mut f: impl FnMut(usize, Option<usize>, (u
 /// Writes group `grp`'s column matrix `[kg, n · p]` of `x` into `col`, one row per
 /// task.
 pub(crate) fn im2col(x: &[f32], d: &Geom, grp: usize, col: &mut [f32]) {
-    let (np, p, hw, s) = (d.np(), d.p(), d.h * d.w, d.sw);
+    let (np, p, hw) = (d.np(), d.p(), d.h * d.w);
     for_each_piece(&mut col[..d.kg() * np], np, d.kg() * np, |row, dst| {
         let c = grp * d.cg() + row / (d.kh * d.kw);
+        let tap = is_shifted(d).then(|| Tap::of(d, row % (d.kh * d.kw)));
         for n in 0..d.n {
             let plane = &x[(n * d.c + c) * hw..][..hw];
-            let dst = &mut dst[n * p..][..p];
-            for_each_tap(d, row, |at, src, (lo, hi)| {
-                let dst = &mut dst[at..at + d.ow];
-                let Some(src) = src else {
-                    dst.fill(0.0);
-                    return;
-                };
-                dst[..lo].fill(0.0);
-                dst[hi..].fill(0.0);
-                let dst = &mut dst[lo..hi];
-                if s == 1 {
-                    dst.copy_from_slice(&plane[src..src + dst.len()]);
-                } else {
-                    for (j, v) in dst.iter_mut().enumerate() {
-                        *v = plane[src + j * s];
-                    }
-                }
-            });
+            im2col_row_with(plane, d, row, tap.as_ref(), &mut dst[n * p..][..p]);
         }
     });
+}
+
+/// One sample's `p` entries of column-matrix row `row` (only its kernel tap,
+/// `row % (kh · kw)`, matters), from the sample's input channel plane of that row.
+pub(crate) fn im2col_row(plane: &[f32], d: &Geom, row: usize, dst: &mut [f32]) {
+    let tap = is_shifted(d).then(|| Tap::of(d, row % (d.kh * d.kw)));
+    im2col_row_with(plane, d, row, tap.as_ref(), dst);
+}
+
+/// [`im2col_row`] given the row's [`Tap`] when `d` [`is_shifted`].
+fn im2col_row_with(plane: &[f32], d: &Geom, row: usize, tap: Option<&Tap>, dst: &mut [f32]) {
+    if let Some(tap) = tap {
+        let (lo, hi) = tap.span(d);
+        let from = (lo as isize + tap.shift) as usize;
+        dst[lo..hi].copy_from_slice(&plane[from..from + hi - lo]);
+        dst[..tap.rows.0 * d.ow].fill(0.0);
+        dst[tap.rows.1 * d.ow..].fill(0.0);
+        zero_padding_columns(dst, d, tap);
+        return;
+    }
+    let s = d.sw;
+    for_each_tap(d, row, |at, src, (lo, hi)| {
+        let dst = &mut dst[at..at + d.ow];
+        let Some(src) = src else {
+            dst.fill(0.0);
+            return;
+        };
+        dst[..lo].fill(0.0);
+        dst[hi..].fill(0.0);
+        let dst = &mut dst[lo..hi];
+        if s == 1 {
+            dst.copy_from_slice(&plane[src..src + dst.len()]);
+        } else {
+            for (v, j) in dst.iter_mut().zip((src..).step_by(s)) {
+                *v = plane[j];
+            }
+        }
+    });
+}
+
+/// Whether `d` is a stride-1 convolution whose output rows are as wide as its input
+/// rows (a "same" convolution): then a column-matrix row of one sample is its channel
+/// plane shifted by a constant, except for the rows and columns that fall in the
+/// padding, and im2col / col2im move whole planes at once instead of one output row at
+/// a time.
+fn is_shifted(d: &Geom) -> bool {
+    d.sh == 1 && d.sw == 1 && d.ow == d.w
+}
+
+/// One kernel tap of a [`is_shifted`] convolution: the shift of the plane, the valid
+/// output rows and the valid output columns.
+#[derive(Clone, Copy)]
+struct Tap {
+    shift: isize,
+    rows: (usize, usize),
+    cols: (usize, usize),
+}
+
+impl Tap {
+    /// Tap `t` (= ki · kw + kj) of `d`.
+    fn of(d: &Geom, t: usize) -> Tap {
+        let off_h = ((t / d.kw) * d.dh) as isize - d.ph as isize;
+        let off_w = ((t % d.kw) * d.dw) as isize - d.pw as isize;
+        Tap {
+            shift: off_h * d.w as isize + off_w,
+            rows: valid_range(off_h, 1, d.h, d.oh),
+            cols: valid_range(off_w, 1, d.w, d.ow),
+        }
+    }
+
+    /// The range of output positions `t` (in one sample's plane) of the valid rows
+    /// whose input position `t + shift` lies in the plane: a superset of the valid
+    /// positions that also holds the padding columns between the valid rows.
+    fn span(&self, d: &Geom) -> (usize, usize) {
+        let hw = (d.h * d.w) as isize;
+        let lo = ((self.rows.0 * d.ow) as isize).max(-self.shift);
+        let hi = ((self.rows.1 * d.ow) as isize).min(hw - self.shift).max(lo);
+        (lo as usize, hi as usize)
+    }
+}
+
+/// Zeroes the columns outside `tap.cols` of the tap's valid rows of one sample's plane.
+fn zero_padding_columns(plane: &mut [f32], d: &Geom, tap: &Tap) {
+    let (lo, hi) = tap.cols;
+    if (lo == 0 && hi == d.ow) || tap.rows.0 >= tap.rows.1 {
+        return;
+    }
+    // Column by column: mostly one, a strided run of stores.
+    let rows = &mut plane[tap.rows.0 * d.ow..tap.rows.1 * d.ow];
+    for c in (0..lo).chain(hi..d.ow) {
+        rows[c..].iter_mut().step_by(d.ow).for_each(|v| *v = 0.0);
+    }
 }
 
 /// Writes the image that group `grp`'s column matrix adds up to (the adjoint of
 /// [`im2col`]) into the group's channel planes of `x`, one plane per task: each
 /// element sums its taps in the order of the kernel, whatever the threads.
-pub(crate) fn col2im(col: &[f32], d: &Geom, grp: usize, x: &mut [f32]) {
-    let (np, p, hw, s, taps) = (d.np(), d.p(), d.h * d.w, d.sw, d.kh * d.kw);
+///
+/// `col`'s entries that fall in the padding may be overwritten with zeros (see
+/// [`col2im_plane`]).
+pub(crate) fn col2im(col: &mut [f32], d: &Geom, grp: usize, x: &mut [f32]) {
+    let (np, p, hw, taps) = (d.np(), d.p(), d.h * d.w, d.kh * d.kw);
+    let col = &mut col[..d.kg() * np];
+    if is_shifted(d) {
+        for_each_piece(col, np, d.kg() * np, |row, dst| {
+            let tap = Tap::of(d, row % taps);
+            dst.chunks_exact_mut(p)
+                .for_each(|sample| zero_padding_columns(sample, d, &tap));
+        });
+    }
+    let col = &*col;
     for_each_piece(x, hw, d.kg() * np, |plane, dst| {
         let (n, c) = (plane / d.c, plane % d.c);
-        if c / d.cg() != grp {
-            return;
-        }
-        dst.fill(0.0);
-        let ci = c - grp * d.cg();
-        for row in ci * taps..(ci + 1) * taps {
-            let from_row = &col[row * np + n * p..][..p];
-            for_each_tap(d, row, |at, src, (lo, hi)| {
-                let Some(src) = src else { return };
-                let from = &from_row[at + lo..at + hi];
-                if s == 1 {
-                    for (a, b) in dst[src..src + from.len()].iter_mut().zip(from) {
-                        *a += b;
-                    }
-                } else {
-                    for (j, v) in from.iter().enumerate() {
-                        dst[src + j * s] += v;
-                    }
-                }
-            });
+        if c / d.cg() == grp {
+            let ci = c - grp * d.cg();
+            col2im_plane(&col[ci * taps * np + n * p..], np, d, dst);
         }
     });
+}
+
+/// Overwrites with zeros one sample's entries of column-matrix row `row` that fall in
+/// the padding, when `d` [`is_shifted`] (see [`col2im_plane`]).
+pub(crate) fn zero_padding(sample: &mut [f32], d: &Geom, row: usize) {
+    if is_shifted(d) {
+        zero_padding_columns(sample, d, &Tap::of(d, row % (d.kh * d.kw)));
+    }
+}
+
+/// Writes one input-channel plane `dst` of one sample: the sum of its `kh · kw` taps,
+/// in the kernel's order, whose `p` entries start at `col[t · stride]` for tap `t`.
+///
+/// For a "same" stride-1 convolution the padding entries must have been zeroed by
+/// [`zero_padding`]: each tap then adds a whole shifted plane at once, and the zeros
+/// it adds to the elements its padding columns land on change no bit (a sum that
+/// starts at +0 is never −0, and x + 0 = x otherwise).
+pub(crate) fn col2im_plane(col: &[f32], stride: usize, d: &Geom, dst: &mut [f32]) {
+    dst.fill(0.0);
+    let (p, s) = (d.p(), d.sw);
+    for t in 0..d.kh * d.kw {
+        let from_row = &col[t * stride..][..p];
+        if is_shifted(d) {
+            let tap = Tap::of(d, t);
+            let (lo, hi) = tap.span(d);
+            let to = (lo as isize + tap.shift) as usize;
+            add_into(&mut dst[to..to + hi - lo], &from_row[lo..hi]);
+            continue;
+        }
+        for_each_tap(d, t, |at, src, (lo, hi)| {
+            let Some(src) = src else { return };
+            let from = &from_row[at + lo..at + hi];
+            if s == 1 {
+                for (a, b) in dst[src..src + from.len()].iter_mut().zip(from) {
+                    *a += b;
+                }
+            } else {
+                for (j, v) in from.iter().enumerate() {
+                    dst[src + j * s] += v;
+                }
+            }
+        });
+    }
+}
+
+/// `dst[i] += src[i]`, eight lanes at a time.
+fn add_into(dst: &mut [f32], src: &[f32]) {
+    crate::cpu::with_avx2_fma(|| {
+        for (a, b) in dst.iter_mut().zip(src) {
+            *a += b;
+        }
+    })
 }
 
 /// `[n, ch, p]` → `[ch, n · p]`: an NCHW gradient or input laid out as the product's.
@@ -220,7 +343,7 @@ pub(crate) fn conv_input_grad(g_cm: &[f32], w: &[f32], d: &Geom) -> Vec<f32> {
             &mut dcol,
             false,
         );
-        col2im(&dcol, d, grp, &mut dx);
+        col2im(&mut dcol, d, grp, &mut dx);
     }
     pool::give(dcol);
     dx
@@ -309,10 +432,40 @@ mod tests {
         col
     }
 
+    /// col2im by the definition: each column entry added to its input element, in
+    /// the order of the taps (the order col2im promises).
+    fn naive_col2im(col: &[f32], d: &Geom) -> Vec<f32> {
+        let mut x = vec![0.0; d.n * d.c * d.h * d.w];
+        for n in 0..d.n {
+            for c in 0..d.c {
+                for ki in 0..d.kh {
+                    for kj in 0..d.kw {
+                        let row = (c * d.kh + ki) * d.kw + kj;
+                        for oh in 0..d.oh {
+                            for ow in 0..d.ow {
+                                let ih = (oh * d.sh + ki * d.dh) as isize - d.ph as isize;
+                                let iw = (ow * d.sw + kj * d.dw) as isize - d.pw as isize;
+                                if ih >= 0 && iw >= 0 && (ih as usize) < d.h && (iw as usize) < d.w
+                                {
+                                    x[((n * d.c + c) * d.h + ih as usize) * d.w + iw as usize] +=
+                                        col[row * d.np() + n * d.p() + oh * d.ow + ow];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        x
+    }
+
     #[test]
     fn im2col_matches_the_definition_and_col2im_is_its_adjoint() {
         for (h, w, k, s, p, dil) in [
             (5, 6, 3, 1, 1, 1),
+            (6, 5, 5, 1, 2, 1),
+            (7, 6, 3, 1, 2, 2),
+            (3, 3, 3, 1, 1, 1),
             (7, 5, 3, 2, 1, 1),
             (6, 6, 2, 3, 2, 2),
             (4, 4, 1, 1, 0, 1),
@@ -327,7 +480,8 @@ mod tests {
             // <im2col(x), y> == <x, col2im(y)> for any y.
             let y: Vec<f32> = (0..col.len()).map(|i| (i % 7) as f32 - 3.0).collect();
             let mut back = vec![0.0; x.len()];
-            col2im(&y, &d, 0, &mut back);
+            col2im(&mut y.clone(), &d, 0, &mut back);
+            assert_eq!(back, naive_col2im(&y, &d), "{h} {w} {k} {s} {p} {dil}");
             let lhs: f32 = col.iter().zip(&y).map(|(a, b)| a * b).sum();
             let rhs: f32 = x.iter().zip(&back).map(|(a, b)| a * b).sum();
             assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "{lhs} {rhs}");

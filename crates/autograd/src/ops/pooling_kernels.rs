@@ -4,8 +4,11 @@
 //!
 //! Max pooling's forward writes each window's arg-max (the first maximum; a NaN wins,
 //! the last one, as PyTorch's CPU kernel) and its backward scatters through it, writing
-//! every input-gradient element once. Planes are independent, so
-//! `parallel::for_each_piece` deals them to threads without changing a bit.
+//! every input-gradient element once (the 2x2 rows are in `pool2x2`). Planes are
+//! independent, so `parallel::for_each_piece` deals them to threads without changing a
+//! bit.
+
+use crate::ops::pool2x2;
 
 /// How windows run along one axis.
 #[derive(Clone, Copy, Debug)]
@@ -130,22 +133,8 @@ impl PoolGeom {
         for (oy, o) in out.chunks_exact_mut(ow).enumerate() {
             let r0 = &x[2 * oy * w..][..2 * ow];
             let r1 = &x[(2 * oy + 1) * w..][..2 * ow];
-            let quads = r0.chunks_exact(2).zip(r1.chunks_exact(2));
-            let base = (2 * oy * w) as u32;
-            let (w, mut ats) = (w as u32, at.as_mut().map(|a| &mut a[oy * ow..][..ow]));
-            for (ox, (o, (a, b))) in o.iter_mut().zip(quads).enumerate() {
-                let first = base + 2 * ox as u32;
-                let (mut m, mut i) = (a[0], first);
-                for (v, vi) in [(a[1], first + 1), (b[0], first + w), (b[1], first + w + 1)] {
-                    let take = beats(v, m);
-                    m = if take { v } else { m };
-                    i = if take { vi } else { i };
-                }
-                *o = m;
-                if let Some(ats) = ats.as_mut() {
-                    ats[ox] = f32::from_bits(i);
-                }
-            }
+            let ats = at.as_mut().map(|a| &mut a[oy * ow..][..ow]);
+            pool2x2::max_row(r0, r1, (2 * oy * w) as u32, w as u32, o, ats);
         }
     }
 
@@ -209,16 +198,7 @@ impl PoolGeom {
         for oy in 0..oh {
             let (d0, d1) = dx[2 * oy * w..][..2 * w].split_at_mut(w);
             let (gs, ats) = (&g[oy * ow..][..ow], &at[oy * ow..][..ow]);
-            let quads = d0[..2 * ow]
-                .chunks_exact_mut(2)
-                .zip(d1[..2 * ow].chunks_exact_mut(2));
-            let base = (2 * oy * w) as u32;
-            for (ox, ((d0, d1), (&gv, &i))) in quads.zip(gs.iter().zip(ats)).enumerate() {
-                let k = i.to_bits().wrapping_sub(base + 2 * ox as u32);
-                let pick = |j: u32| if k == j { gv } else { 0.0 };
-                (d0[0], d0[1]) = (pick(0), pick(1));
-                (d1[0], d1[1]) = (pick(w as u32), pick(w as u32 + 1));
-            }
+            pool2x2::scatter_row(gs, ats, (2 * oy * w) as u32, w as u32, d0, d1);
             self.zero_leftovers(oy, dx);
         }
         dx[2 * oh * w..].fill(0.0);
