@@ -9,7 +9,7 @@
 use crate::cpu::with_avx2_fma;
 use crate::error::or_panic;
 use crate::ops::vecmath;
-use crate::parallel::{for_each_piece, for_each_piece2};
+use crate::parallel::for_each_piece;
 use crate::pool;
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
@@ -117,28 +117,6 @@ fn gelu_exact(x: &[f32]) -> Vec<f32> {
     out
 }
 
-/// The exact GELU that also returns Φ(x) for the backward (see
-/// `vecmath::gelu_forward_cdf`), split as [`map`].
-fn gelu_exact_with_cdf(x: &[f32]) -> (Vec<f32>, Vec<f32>) {
-    let mut out = pool::for_overwrite(x.len());
-    let mut cdf = pool::for_overwrite(x.len());
-    for_each_piece2((&mut out, PIECE), (&mut cdf, PIECE), x.len(), |i, o, c| {
-        vecmath::gelu_forward_cdf(&x[i * PIECE..][..o.len()], o, c)
-    });
-    (out, cdf)
-}
-
-/// The exact GELU's input gradient from the saved Φ(x), split as [`map`].
-fn gelu_exact_grad_from_cdf(g: &[f32], x: &[f32], cdf: &[f32]) -> Vec<f32> {
-    let mut out = pool::for_overwrite(g.len());
-    for_each_piece(&mut out, PIECE, g.len(), |i, o| {
-        let at = i * PIECE;
-        let n = o.len();
-        vecmath::gelu_backward_from_cdf(&g[at..][..n], &x[at..][..n], &cdf[at..][..n], o)
-    });
-    out
-}
-
 /// The exact GELU's input gradient, split as [`map`].
 fn gelu_exact_grad(g: &[f32], x: &[f32]) -> Vec<f32> {
     let mut out = pool::for_overwrite(g.len());
@@ -241,19 +219,13 @@ pub(crate) struct UnaryRecord {
     op: UnaryOp,
     input: Tensor,
     output: Tensor,
-    /// The exact GELU's Φ(x), saved by the forward so that the backward skips the erf
-    /// (the GPT step's costliest elementwise work); `None` for every other op.
-    cdf: Option<Tensor>,
 }
 
 impl UnaryRecord {
     pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
-        let dx = match &self.cdf {
-            Some(cdf) => gelu_exact_grad_from_cdf(g, &self.input.data(), &cdf.data()),
-            None => self
-                .op
-                .derivative(g, &self.input.data(), &self.output.data()),
-        };
+        let dx = self
+            .op
+            .derivative(g, &self.input.data(), &self.output.data());
         grads.add(&self.input, dx);
     }
 }
@@ -267,27 +239,12 @@ impl UnaryRecord {
 
 impl Tensor {
     pub(crate) fn unary(&self, op: UnaryOp) -> Tensor {
-        if matches!(op, UnaryOp::Gelu(GeluApprox::None)) && tape::should_record(&[self]) {
-            // The same values as `op.forward`, plus Φ(x) for the backward.
-            let (out, cdf) = gelu_exact_with_cdf(&self.data());
-            let out = Tensor::from_parts(out, self.0.shape.clone());
-            let cdf = Tensor::from_parts(cdf, self.0.shape.clone());
-            return tape::record(out.clone(), &[self], || {
-                Op::Unary(UnaryRecord {
-                    op,
-                    input: self.clone(),
-                    output: out,
-                    cdf: Some(cdf),
-                })
-            });
-        }
         let out = Tensor::from_parts(op.forward(&self.data()), self.0.shape.clone());
         tape::record(out.clone(), &[self], || {
             Op::Unary(UnaryRecord {
                 op,
                 input: self.clone(),
                 output: out,
-                cdf: None,
             })
         })
     }

@@ -38,48 +38,6 @@ pub(crate) fn gelu_backward(g: &[f32], x: &[f32], out: &mut [f32]) {
     backward_scalar(g, x, out);
 }
 
-/// [`gelu_forward`] that also writes Φ(x) = ½·(1 + erf(x/√2)) to `cdf`, for
-/// [`gelu_backward_from_cdf`]: the backward then skips the erf, the costly part.
-/// Bit for bit the values `gelu_forward` and `gelu_backward` compute.
-pub(crate) fn gelu_forward_cdf(x: &[f32], out: &mut [f32], cdf: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: AVX2 and FMA were detected on the running CPU.
-        unsafe { avx2::forward_cdf(x, out, cdf) };
-        return;
-    }
-    forward_cdf_scalar(x, out, cdf);
-}
-
-/// The portable [`gelu_forward_cdf`]: the formulas of `forward_scalar` and
-/// `backward_scalar`.
-fn forward_cdf_scalar(x: &[f32], out: &mut [f32], cdf: &mut [f32]) {
-    for ((o, c), &v) in out.iter_mut().zip(cdf.iter_mut()).zip(x) {
-        let e = libm::erff(v * FRAC_1_SQRT_2);
-        *o = 0.5 * v * (1.0 + e);
-        *c = 0.5 * (1.0 + e);
-    }
-}
-
-/// `out[i] = g[i] · gelu'(x[i])` from the saved `cdf[i] = Φ(x[i])`
-/// (see [`gelu_forward_cdf`]).
-pub(crate) fn gelu_backward_from_cdf(g: &[f32], x: &[f32], cdf: &[f32], out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: AVX2 and FMA were detected on the running CPU.
-        unsafe { avx2::backward_from_cdf(g, x, cdf, out) };
-        return;
-    }
-    backward_from_cdf_scalar(g, x, cdf, out);
-}
-
-/// The portable [`gelu_backward_from_cdf`].
-fn backward_from_cdf_scalar(g: &[f32], x: &[f32], cdf: &[f32], out: &mut [f32]) {
-    for (((o, &gv), &v), &c) in out.iter_mut().zip(g).zip(x).zip(cdf) {
-        *o = gv * (c + v * INV_SQRT_2PI * (-0.5 * v * v).exp());
-    }
-}
-
 /// `x[i] = e^x[i]` for every element (−∞ gives 0). The vector path is within 2 ulp of
 /// `f32::exp` (flushing results below 2⁻¹²⁵ to 0); each element's result depends only
 /// on its value, not on its position.
@@ -412,57 +370,6 @@ mod avx2 {
         }
         if full < n {
             let d = gelu_grad8(load_tail(&g[full..n]), load_tail(&x[full..n]));
-            store_tail(d, &mut out[full..n]);
-        }
-    }
-
-    /// # Safety
-    /// The CPU must have AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn forward_cdf(x: &[f32], out: &mut [f32], cdf: &mut [f32]) {
-        // The same operations as `gelu8` and `gelu_grad8`, so the same bits.
-        let one = |v: __m256| {
-            let e = erf(_mm256_mul_ps(v, splat(FRAC_1_SQRT_2)));
-            let y = _mm256_mul_ps(_mm256_mul_ps(splat(0.5), v), _mm256_add_ps(splat(1.0), e));
-            (y, _mm256_mul_ps(splat(0.5), _mm256_add_ps(splat(1.0), e)))
-        };
-        let n = x.len().min(out.len()).min(cdf.len());
-        let full = n / 8 * 8;
-        for i in (0..full).step_by(8) {
-            // SAFETY: i + 8 ≤ full ≤ all three lengths.
-            let (y, c) = one(_mm256_loadu_ps(x.as_ptr().add(i)));
-            _mm256_storeu_ps(out.as_mut_ptr().add(i), y);
-            _mm256_storeu_ps(cdf.as_mut_ptr().add(i), c);
-        }
-        if full < n {
-            let (y, c) = one(load_tail(&x[full..n]));
-            store_tail(y, &mut out[full..n]);
-            store_tail(c, &mut cdf[full..n]);
-        }
-    }
-
-    /// # Safety
-    /// The CPU must have AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn backward_from_cdf(g: &[f32], x: &[f32], cdf: &[f32], out: &mut [f32]) {
-        // `gelu_grad8` with its Φ(x) given.
-        let one = |gv: __m256, v: __m256, c: __m256| {
-            let pdf = exp(_mm256_mul_ps(_mm256_mul_ps(splat(-0.5), v), v));
-            let d = _mm256_add_ps(c, _mm256_mul_ps(_mm256_mul_ps(v, splat(INV_SQRT_2PI)), pdf));
-            _mm256_mul_ps(gv, d)
-        };
-        let n = x.len().min(out.len()).min(g.len()).min(cdf.len());
-        let full = n / 8 * 8;
-        for i in (0..full).step_by(8) {
-            // SAFETY: i + 8 ≤ full ≤ all four lengths.
-            let gv = _mm256_loadu_ps(g.as_ptr().add(i));
-            let v = _mm256_loadu_ps(x.as_ptr().add(i));
-            let c = _mm256_loadu_ps(cdf.as_ptr().add(i));
-            _mm256_storeu_ps(out.as_mut_ptr().add(i), one(gv, v, c));
-        }
-        if full < n {
-            let (gv, v) = (load_tail(&g[full..n]), load_tail(&x[full..n]));
-            let d = one(gv, v, load_tail(&cdf[full..n]));
             store_tail(d, &mut out[full..n]);
         }
     }
