@@ -16,8 +16,8 @@ use smallvec::SmallVec;
 use crate::anomaly::{is_anomaly_enabled, non_finite};
 use crate::error::{Result, TensorError};
 use crate::ops::{
-    attention, batchnorm, binary, conv, custom, layer_norm, layout, linalg, loss, mask, movement,
-    pooling, reduce, unary,
+    attention, attention_packed, batchnorm, binary, conv, custom, layer_norm, layout, linalg, loss,
+    mask, movement, pooling, reduce, unary,
 };
 use crate::pool;
 use crate::tensor::Tensor;
@@ -40,6 +40,7 @@ pub(crate) enum Op {
     Layout(layout::LayoutRecord),
     Mask(mask::MaskRecord),
     Attention(attention::AttentionRecord),
+    QkvAttention(attention_packed::QkvAttentionRecord),
     Conv(conv::ConvRecord),
     Pool(pooling::PoolRecord),
     BatchNorm(batchnorm::BatchNormRecord),
@@ -62,6 +63,7 @@ impl Op {
             Op::Layout(_) => "layout op (permute, narrow, stack, ...)".into(),
             Op::Mask(_) => "mask op (masked_fill, where, tril, triu)".into(),
             Op::Attention(_) => "scaled_dot_product_attention".into(),
+            Op::QkvAttention(_) => "qkv_attention".into(),
             Op::Conv(_) => "convolution".into(),
             Op::Pool(_) => "pooling".into(),
             Op::BatchNorm(_) => "batch_norm".into(),
@@ -316,6 +318,7 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
                 Op::Layout(r) => r.backward(&g, &mut grads),
                 Op::Mask(r) => r.backward(&g, &mut grads),
                 Op::Attention(r) => r.backward(&g, &mut grads),
+                Op::QkvAttention(r) => r.backward(&g, &mut grads),
                 Op::Conv(r) => r.backward(&g, &mut grads),
                 Op::Pool(r) => r.backward(&g, &mut grads),
                 Op::BatchNorm(r) => r.backward(&g, &mut grads),

@@ -24,7 +24,8 @@ fn dropout(p: f32) -> Result<Dropout> {
 
 /// Causal multi-head self-attention on `[B, T, E]`, nanoGPT's `CausalSelfAttention`:
 /// `c_attn` projects to queries, keys and values at once, the fused
-/// `scaled_dot_product_attention` with `is_causal` mixes the positions, `c_proj` projects
+/// `qkv_attention` (causal `scaled_dot_product_attention` on the heads, read in place
+/// from the packed projection) mixes the positions, `c_proj` projects
 /// back, and dropout (training mode only) follows it. Dropout on the attention weights
 /// themselves is not supported (the fused op never forms them).
 pub struct CausalSelfAttention {
@@ -83,18 +84,10 @@ impl CausalSelfAttention {
         if width != e {
             return Err(self.bad_input(x));
         }
-        let h = self.num_heads;
         let qkv = x.try_linear(&self.c_attn.weight, self.c_attn.bias.as_ref())?;
-        let heads = qkv
-            .try_chunk(3, 2)?
-            .iter()
-            .map(|part| {
-                part.try_reshape(&[b, t, h, e / h])?
-                    .try_permute(&[0, 2, 1, 3])
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let y = heads[0].try_scaled_dot_product_attention(&heads[1], &heads[2], None, true)?;
-        let y = y.try_permute(&[0, 2, 1, 3])?.try_reshape(&[b, t, e])?;
+        // Split into q, k, v, into heads, attend and merge the heads, as one op.
+        let y = qkv.try_qkv_attention(self.num_heads, true)?;
+        debug_assert_eq!(y.shape(), [b, t, e]);
         let y = y.try_linear(&self.c_proj.weight, self.c_proj.bias.as_ref())?;
         Ok(self.resid_dropout.forward(&y))
     }

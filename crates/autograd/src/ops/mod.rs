@@ -3,6 +3,7 @@
 
 pub(crate) mod attention;
 pub(crate) mod attention_kernels;
+pub(crate) mod attention_packed;
 pub(crate) mod batchnorm;
 pub(crate) mod binary;
 pub(crate) mod conv;

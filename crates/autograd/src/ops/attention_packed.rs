@@ -1,0 +1,263 @@
+//! Multi-head self-attention read straight from a packed query/key/value projection.
+//!
+//! A GPT block projects `x` `[B, T, E]` to `qkv` `[B, T, 3E]` with one product, then
+//! (nanoGPT, PyTorch's `MultiheadAttention`) splits it into `q`, `k`, `v`, views each as
+//! `[B, H, T, D]`, runs the attention and merges the heads back to `[B, T, E]`. Written
+//! from the separate ops, that is three narrow copies, three permute copies and one
+//! more for the merge, each with its own backward copy and zero-filled gradient buffer.
+//! [`Tensor::try_qkv_attention`] is the same computation as one op: it gathers each
+//! (batch, head) pair's `T × D` slices into small per-thread buffers that stay in
+//! cache, runs the fused attention kernels of `attention_kernels`, and writes the head's
+//! output into its columns of `[B, T, E]`; the backward writes the three gradients
+//! into one `[B, T, 3E]` buffer, each element exactly once.
+//!
+//! Threads split the batch (each batch element owns a contiguous block of the output
+//! and of the gradient); a pair's arithmetic is the same whatever thread runs it, so
+//! results do not depend on the thread count.
+
+use crate::error::{or_panic, Result, TensorError};
+use crate::ops::attention_kernels::{
+    backward_pair, backward_scratch_len, forward_pair, Geometry, TILE_K, TILE_Q,
+};
+use crate::parallel::{for_each_piece, for_each_piece2};
+use crate::pool;
+use crate::shape::Shape;
+use crate::tape::{self, Grads, Op};
+use crate::tensor::Tensor;
+
+/// The sizes of one call: `t` positions, `e` channels in `heads` heads of width `d`.
+#[derive(Clone, Copy)]
+struct Dims {
+    t: usize,
+    e: usize,
+    heads: usize,
+    d: usize,
+}
+
+impl Dims {
+    /// The kernels' geometry for one (batch, head) pair of `T × D` matrices.
+    fn geometry(self, causal: bool) -> Geometry {
+        Geometry {
+            l: self.t,
+            s: self.t,
+            d: self.d,
+            dv: self.d,
+            // Unused: the pair's slices are gathered here, not indexed by the kernels.
+            q_index: Vec::new(),
+            k_index: Vec::new(),
+            v_index: Vec::new(),
+            causal,
+            scale: 1.0 / (self.d as f32).sqrt(),
+        }
+    }
+
+    /// Multiply-adds of the whole op for `n` batch elements (for the thread decision).
+    fn work(self, n: usize) -> usize {
+        n * self.heads * self.t * self.t * 2 * self.d
+    }
+}
+
+/// Copies columns `col .. col + width` of the `rows`-row matrix `src` (row stride
+/// `stride`) into the contiguous `dst` (rows × width).
+fn gather(src: &[f32], stride: usize, col: usize, width: usize, dst: &mut [f32]) {
+    for (r, out) in dst.chunks_exact_mut(width).enumerate() {
+        out.copy_from_slice(&src[r * stride + col..][..width]);
+    }
+}
+
+/// Writes the contiguous `src` (rows × width) into columns `col .. col + width` of
+/// `dst` (row stride `stride`).
+fn scatter(src: &[f32], dst: &mut [f32], stride: usize, col: usize, width: usize) {
+    for (r, row) in src.chunks_exact(width).enumerate() {
+        dst[r * stride + col..][..width].copy_from_slice(row);
+    }
+}
+
+/// Forward for one batch element: `qkv` (T × 3E) into `out` (T × E) and `lse` (H × T).
+fn forward_batch(dims: Dims, g: &Geometry, qkv: &[f32], out: &mut [f32], lse: &mut [f32]) {
+    let Dims { t, e, heads, d } = dims;
+    let mut scratch = pool::for_overwrite(4 * t * d + TILE_Q * TILE_K);
+    let (q, rest) = scratch.split_at_mut(t * d);
+    let (k, rest) = rest.split_at_mut(t * d);
+    let (v, rest) = rest.split_at_mut(t * d);
+    let (o, scores) = rest.split_at_mut(t * d);
+    for h in 0..heads {
+        gather(qkv, 3 * e, h * d, d, q);
+        gather(qkv, 3 * e, e + h * d, d, k);
+        gather(qkv, 3 * e, 2 * e + h * d, d, v);
+        forward_pair(g, (q, k, v), None, o, &mut lse[h * t..(h + 1) * t], scores);
+        scatter(o, out, e, h * d, d);
+    }
+    pool::give(scratch);
+}
+
+/// Backward for one batch element: from `qkv` (T × 3E), the saved output `out` (T × E),
+/// `lse` (H × T) and the output's gradient `dout` (T × E), writes every element of
+/// `dqkv` (T × 3E).
+fn backward_batch(
+    dims: Dims,
+    g: &Geometry,
+    (qkv, out, lse, dout): (&[f32], &[f32], &[f32], &[f32]),
+    dqkv: &mut [f32],
+) {
+    let Dims { t, e, heads, d } = dims;
+    let td = t * d;
+    let mut scratch = pool::for_overwrite(8 * td + backward_scratch_len(t));
+    let (q, rest) = scratch.split_at_mut(td);
+    let (k, rest) = rest.split_at_mut(td);
+    let (v, rest) = rest.split_at_mut(td);
+    let (o, rest) = rest.split_at_mut(td);
+    let (dout_h, rest) = rest.split_at_mut(td);
+    let (dq, rest) = rest.split_at_mut(td);
+    let (dk, rest) = rest.split_at_mut(td);
+    let (dv, kernel_scratch) = rest.split_at_mut(td);
+    for h in 0..heads {
+        gather(qkv, 3 * e, h * d, d, q);
+        gather(qkv, 3 * e, e + h * d, d, k);
+        gather(qkv, 3 * e, 2 * e + h * d, d, v);
+        gather(out, e, h * d, d, o);
+        gather(dout, e, h * d, d, dout_h);
+        dq.fill(0.0);
+        dk.fill(0.0);
+        dv.fill(0.0);
+        backward_pair(
+            g,
+            (q, k, v),
+            None,
+            (o, &lse[h * t..(h + 1) * t], dout_h),
+            (&mut *dq, &mut *dk, &mut *dv),
+            kernel_scratch,
+        );
+        scatter(dq, dqkv, 3 * e, h * d, d);
+        scatter(dk, dqkv, 3 * e, e + h * d, d);
+        scatter(dv, dqkv, 3 * e, 2 * e + h * d, d);
+    }
+    pool::give(scratch);
+}
+
+pub(crate) struct QkvAttentionRecord {
+    qkv: Tensor,
+    output: Tensor,
+    lse: Vec<f32>,
+    dims: Dims,
+    causal: bool,
+}
+
+impl QkvAttentionRecord {
+    pub(crate) fn backward(&self, g_out: &[f32], grads: &mut Grads) {
+        if !grads.wants(&self.qkv) {
+            return;
+        }
+        let dims = self.dims;
+        let geom = dims.geometry(self.causal);
+        let n = self.qkv.numel() / (dims.t * 3 * dims.e).max(1);
+        let mut dqkv = pool::for_overwrite(self.qkv.numel());
+        {
+            let (qkv_ref, out_ref) = (self.qkv.data(), self.output.data());
+            // Plain slices (not `Ref`s) so that threads can share them.
+            let (qkv, out, lse) = (&*qkv_ref, &*out_ref, &self.lse[..]);
+            let (te, te3, ht) = (dims.t * dims.e, dims.t * 3 * dims.e, dims.heads * dims.t);
+            let geom = &geom;
+            for_each_piece(&mut dqkv, te3, 2 * dims.work(n), |i, dqkv| {
+                let inputs = (
+                    &qkv[i * te3..(i + 1) * te3],
+                    &out[i * te..(i + 1) * te],
+                    &lse[i * ht..(i + 1) * ht],
+                    &g_out[i * te..(i + 1) * te],
+                );
+                backward_batch(dims, geom, inputs, dqkv);
+            });
+        }
+        grads.add(&self.qkv, dqkv);
+    }
+}
+
+impl Tensor {
+    /// Multi-head attention of a packed projection `self` = `[..., T, 3E]` (queries,
+    /// keys and values side by side on the last axis, as a GPT's `c_attn` or PyTorch's
+    /// `in_proj` makes them) with `num_heads` heads of width `D = E / num_heads`, giving
+    /// `[..., T, E]` with the heads merged. The same as PyTorch's
+    ///
+    /// ```text
+    /// q, k, v = qkv.split(E, dim=-1)                    # each [B, T, E]
+    /// heads = lambda x: x.view(B, T, H, D).transpose(1, 2)
+    /// y = F.scaled_dot_product_attention(heads(q), heads(k), heads(v), is_causal=...)
+    /// y.transpose(1, 2).reshape(B, T, E)
+    /// ```
+    ///
+    /// as one op, without the copies of the split, the head views and the merge (see
+    /// the module docs); [`Tensor::try_scaled_dot_product_attention`] for the masks this
+    /// op does not take. Fails unless `num_heads` is positive and divides `E`, and the
+    /// last axis is `3E` with `E > 0`.
+    ///
+    /// ```
+    /// use tapegrad_autograd::Tensor;
+    ///
+    /// let qkv = Tensor::ones(&[2, 5, 3 * 8]); // [B, T, 3E], E = 8
+    /// let y = qkv.qkv_attention(2, true);
+    /// assert_eq!(y.shape(), &[2, 5, 8]);
+    /// ```
+    pub fn try_qkv_attention(&self, num_heads: usize, is_causal: bool) -> Result<Tensor> {
+        const OP: &str = "qkv_attention";
+        let shape = self.shape();
+        let (lead, last) = match shape.len() {
+            0 | 1 => (&[][..], None),
+            r => (&shape[..r - 2], Some((shape[r - 2], shape[r - 1]))),
+        };
+        let ok =
+            last.filter(|&(_, c)| c % 3 == 0 && c > 0 && num_heads > 0 && (c / 3) % num_heads == 0);
+        let Some((t, c)) = ok else {
+            return Err(TensorError::InvalidArgument {
+                op: OP,
+                reason: format!(
+                    "expected [..., T, 3E] with E a positive multiple of num_heads \
+                     {num_heads}, got {shape:?}"
+                ),
+            });
+        };
+        let e = c / 3;
+        let dims = Dims {
+            t,
+            e,
+            heads: num_heads,
+            d: e / num_heads,
+        };
+        let n: usize = lead.iter().product();
+        let geom = dims.geometry(is_causal);
+        let mut out = pool::for_overwrite(n * t * e);
+        let mut lse = pool::for_overwrite(n * num_heads * t);
+        if t > 0 {
+            let qkv_ref = self.data();
+            let qkv = &*qkv_ref;
+            let (te3, geom) = (t * c, &geom);
+            let pieces = ((&mut out[..], t * e), (&mut lse[..], num_heads * t));
+            for_each_piece2(pieces.0, pieces.1, dims.work(n), |i, out, lse| {
+                forward_batch(dims, geom, &qkv[i * te3..(i + 1) * te3], out, lse);
+            });
+        }
+        let mut out_shape = Shape::from_slice(lead);
+        out_shape.extend_from_slice(&[t, e]);
+        let out = Tensor::from_parts(out, out_shape);
+        let saved = out.clone();
+        let mut lse = Some(lse);
+        let out = tape::record(out, &[self], || {
+            Op::QkvAttention(QkvAttentionRecord {
+                qkv: self.clone(),
+                output: saved,
+                lse: lse.take().expect("recorded once"),
+                dims,
+                causal: is_causal,
+            })
+        });
+        if let Some(lse) = lse {
+            pool::give(lse);
+        }
+        Ok(out)
+    }
+
+    /// [`Tensor::try_qkv_attention`]; panics when the shape does not fit the heads.
+    #[track_caller]
+    pub fn qkv_attention(&self, num_heads: usize, is_causal: bool) -> Tensor {
+        or_panic(self.try_qkv_attention(num_heads, is_causal))
+    }
+}
