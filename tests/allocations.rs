@@ -1,18 +1,11 @@
 //! Heap allocations per steady-state training step, counted by a global allocator:
-//! none, for every workload of `benches/workloads.rs` but the GPT step (w3).
+//! none, for every workload of `benches/workloads.rs`.
 //!
 //! Buffers come from the tensor pool, tensor headers are reused (`tensor.rs`), the
 //! backward pass's gradient slots and the tape's arena are kept between steps, the
 //! losses are built-in tape records whose saved data lives in pooled buffers
 //! (`ops/loss.rs`), op input lists are inline (`tape::present`), and a gather's index
 //! list comes from the pool of index buffers (`pool::Indices`).
-//!
-//! What w3 still allocates, all in the `scaled_dot_product_attention` path its
-//! attention takes today (152 per step at batch 2): the kernels' per-(batch, head)
-//! scratch (`attention_kernels.rs`: one `Vec` forward, three backward, 128 per step),
-//! the three `matrix_index` lists per call (12), and `chunk`/`split`'s `Vec<Tensor>`s
-//! and the heads' `Vec` in `CausalSelfAttention` (12). The fused packed-QKV attention
-//! replacing that path takes its scratch from the pool.
 //!
 //! `cargo test --test allocations -- --nocapture` prints the counts; with
 //! `TAPEGRAD_ALLOC_TRACE=1` every allocation of the counted steps prints its backtrace.
@@ -125,6 +118,5 @@ fn steady_state_steps_do_not_allocate() {
         w4_two, 0.0,
         "w4 allocates {w4_two} times per step on 2 threads"
     );
-    // Only the attention path's scratch and lists (see the module note).
-    assert!(w3 <= 152.0, "w3 allocates {w3} times per step");
+    assert_eq!(w3, 0.0, "w3 allocates {w3} times per step");
 }

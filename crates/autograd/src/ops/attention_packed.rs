@@ -143,6 +143,14 @@ pub(crate) struct QkvAttentionRecord {
     causal: bool,
 }
 
+impl Drop for QkvAttentionRecord {
+    /// The saved log-sum-exps go back to the pool (a plain `Vec` would be freed, and the
+    /// next step would allocate a buffer of its size again).
+    fn drop(&mut self) {
+        pool::give(std::mem::take(&mut self.lse));
+    }
+}
+
 impl QkvAttentionRecord {
     pub(crate) fn backward(&self, g_out: &[f32], grads: &mut Grads) {
         if !grads.wants(&self.qkv) {
