@@ -26,10 +26,8 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tapegrad::autograd::set_num_threads;
 use tapegrad::losses::{CrossEntropyLoss, MseLoss};
-use tapegrad::nn::{Gpt, GptConfig, Linear, Module, Relu, Sequential};
-use tapegrad::optim::{
-    clip_grad_norm, Adam, AdamConfig, AdamW, AdamWConfig, Optimizer, Sgd, SgdConfig,
-};
+use tapegrad::nn::{Linear, Module, Relu, Sequential};
+use tapegrad::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use tapegrad::Tensor;
 
 #[path = "../tests/common/mod.rs"]
@@ -185,44 +183,8 @@ fn peak_fma(c: &mut Criterion) {
 }
 
 fn w3_gpt_step(c: &mut Criterion) {
-    let mut rng = StdRng::seed_from_u64(4);
-    let (vocab, context, batch) = (67, 64, 16);
-    let config = GptConfig {
-        vocab_size: vocab,
-        context,
-        n_layer: 4,
-        n_head: 4,
-        n_embd: 128,
-        dropout: 0.0,
-    };
-    let model = Gpt::new_with_rng(config, &mut rng).unwrap();
-    let ids: Vec<usize> = (0..batch * context)
-        .map(|_| rng.random_range(0..vocab))
-        .collect();
-    let targets: Vec<i64> = (0..batch * context)
-        .map(|_| rng.random_range(0..vocab as i64))
-        .collect();
-    let params = model.parameters();
-    let criterion = CrossEntropyLoss::new();
-    let mut optimizer = AdamW::new(
-        params.clone(),
-        AdamWConfig {
-            lr: 3e-4,
-            weight_decay: 0.1,
-            ..Default::default()
-        },
-    )
-    .unwrap();
-    c.bench_function("w3_gpt_step", |b| {
-        b.iter(|| {
-            optimizer.zero_grad();
-            let logits = model.try_forward_ids(&ids, batch, context).unwrap();
-            let loss = criterion.forward(&logits.reshape(&[batch * context, vocab]), &targets);
-            loss.backward();
-            clip_grad_norm(&params, 1.0, 2.0);
-            optimizer.step();
-        })
-    });
+    let mut w3 = common::GptWorkload::w3(16);
+    c.bench_function("w3_gpt_step", |b| b.iter(|| w3.step()));
 }
 
 fn conv_steps(c: &mut Criterion) {

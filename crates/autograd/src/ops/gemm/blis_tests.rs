@@ -169,6 +169,16 @@ fn column_blocks_beyond_nc() {
     }
 }
 
+/// Where this thread's packing buffer for B lives now.
+fn pack_b_address() -> *const f32 {
+    PACK_B.with(|s| {
+        let v = s.take();
+        let p = v.as_ptr();
+        s.set(v);
+        p
+    })
+}
+
 #[test]
 fn buffers_are_reused_between_calls() {
     let kernel = available()[0];
@@ -185,12 +195,7 @@ fn buffers_are_reused_between_calls() {
         false,
         1,
     );
-    let ptr = PACK_B.with(|s| {
-        let v = s.take();
-        let p = v.as_ptr();
-        s.set(v);
-        p
-    });
+    let ptr = pack_b_address();
     gemm(
         kernel,
         40,
@@ -202,11 +207,6 @@ fn buffers_are_reused_between_calls() {
         false,
         1,
     );
-    let again = PACK_B.with(|s| {
-        let v = s.take();
-        let p = v.as_ptr();
-        s.set(v);
-        p
-    });
+    let again = pack_b_address();
     assert_eq!(ptr, again);
 }
