@@ -184,29 +184,12 @@ fn buffers_are_reused_between_calls() {
     let kernel = available()[0];
     let (a, b) = (values(40 * 30, 1), values(30 * 50, 2));
     let mut c = vec![0.0; 40 * 50];
-    gemm(
-        kernel,
-        40,
-        50,
-        30,
-        MatRef::rows(&a, 30),
-        MatRef::rows(&b, 50),
-        &mut c,
-        false,
-        1,
-    );
-    let ptr = pack_b_address();
-    gemm(
-        kernel,
-        40,
-        50,
-        30,
-        MatRef::rows(&a, 30),
-        MatRef::rows(&b, 50),
-        &mut c,
-        false,
-        1,
-    );
-    let again = pack_b_address();
+    let mut product_then_address = || {
+        let (a, b) = (MatRef::rows(&a, 30), MatRef::rows(&b, 50));
+        gemm(kernel, 40, 50, 30, a, b, &mut c, false, 1);
+        pack_b_address()
+    };
+    let ptr = product_then_address();
+    let again = product_then_address();
     assert_eq!(ptr, again);
 }

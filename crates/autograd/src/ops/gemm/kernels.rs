@@ -258,6 +258,13 @@ mod tests {
     use super::*;
 
     /// The plain sum over p, in order, as every kernel must compute it.
+    /// Packed `k × mr` and `k × nr` operands of small integers, so every path is exact.
+    fn operands(k: usize, mr: usize, nr: usize) -> (Vec<f32>, Vec<f32>) {
+        let a = (0..k * mr).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+        let b = (0..k * nr).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+        (a, b)
+    }
+
     fn reference(k: usize, mr: usize, nr: usize, a: &[f32], b: &[f32], c0: f32) -> Vec<f32> {
         let mut c = vec![c0; mr * nr];
         for i in 0..mr {
@@ -276,8 +283,7 @@ mod tests {
         for kernel in available() {
             let (mr, nr) = (kernel.mr, kernel.nr);
             for k in [1, 2, 7, 17, 64] {
-                let a: Vec<f32> = (0..k * mr).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
-                let b: Vec<f32> = (0..k * nr).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+                let (a, b) = operands(k, mr, nr);
                 // A row stride wider than the tile, with a sentinel in the gap.
                 let rs = nr + 3;
                 for accumulate in [false, true] {
@@ -320,8 +326,7 @@ mod tests {
         for kernel in available() {
             let (mr, nr) = (kernel.mr, kernel.nr);
             let k = 9;
-            let a: Vec<f32> = (0..k * mr).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
-            let b: Vec<f32> = (0..k * nr).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+            let (a, b) = operands(k, mr, nr);
             let rs = nr + 3;
             for accumulate in [false, true] {
                 let want = reference(k, mr, nr, &a, &b, if accumulate { 2.5 } else { 0.0 });
