@@ -3,15 +3,21 @@ the other, and prints one table: workload, threads, tapegrad time, PyTorch time,
 speed-up (PyTorch time / tapegrad time; above 1 means tapegrad is faster).
 
 Run by hand from the repository root (CI never runs it; it needs `pip install torch`):
-    python3 benches/compare/compare.py [--quick]
+    python3 benches/compare/compare.py [--quick] [--rounds N]
 tapegrad's times are criterion's median estimates (`cargo bench --bench workloads`, once
 with TAPEGRAD_THREADS=1 and once with 2); PyTorch's come from torch_workloads.py.
+
+The host this runs on is shared and noisy (runs an hour apart differ by up to 40%), so
+`--rounds N` repeats the whole measurement N times, tapegrad then PyTorch each round,
+prints every round's table, and ends with each cell's per-round speed-ups and their median:
+a ratio is only ever taken between two figures from the same round.
 """
 import argparse
 import datetime
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -65,13 +71,16 @@ def fmt_time(us):
     return f"{us / 1000:.3f} ms" if us >= 1000 else f"{us:.2f} µs"
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="shorter criterion runs")
-    args = ap.parse_args()
-    ours = {t: tapegrad_times(t, args.quick) for t in (1, 2)}
+def measure(quick):
+    """One round: tapegrad on 1 and 2 threads, then PyTorch right after."""
+    ours = {t: tapegrad_times(t, quick) for t in (1, 2)}
     version, theirs = torch_times()
-    print(f"{datetime.date.today()} · {cpu_name()} · {os.cpu_count()} cores · PyTorch {version}")
+    return ours, version, theirs
+
+
+def print_round(ours, version, theirs):
+    """Prints one round's table and returns its speed-ups by (workload, threads)."""
+    print(f"{datetime.datetime.now():%Y-%m-%d %H:%M} · {cpu_name()} · {os.cpu_count()} cores · PyTorch {version}")
     print()
     # benches/workloads.rs: peak_fma runs PEAK_FLOPS_PER_CALL on each thread.
     peak = {t: PEAK_FLOPS_PER_THREAD * t / (ours[t]["peak_fma"] * 1e3) for t in (1, 2) if "peak_fma" in ours[t]}
@@ -80,6 +89,7 @@ def main():
     print()
     print("| workload | threads | tapegrad | PyTorch | speed-up |")
     print("| --- | --- | --- | --- | --- |")
+    ratios = {}
     for w in WORKLOADS:
         for t in (1, 2):
             a, b = ours[t][w], theirs[(w, t)]
@@ -91,7 +101,25 @@ def main():
                     cells[0] += f", {100 * flops / (a * 1e3) / peak[t]:.0f}% of peak"
             if w in TOKENS:
                 cells = [f"{c} ({TOKENS[w] / (us * 1e-6):.0f} tokens/s)" for c, us in zip(cells, (a, b))]
+            ratios[(w, t)] = b / a
             print(f"| {w} | {t} | {cells[0]} | {cells[1]} | {b / a:.2f}x |")
+    print(flush=True)
+    return ratios
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="shorter criterion runs")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the measurement this many times")
+    args = ap.parse_args()
+    rounds = [print_round(*measure(args.quick)) for _ in range(args.rounds)]
+    if len(rounds) > 1:
+        print("| workload | threads | speed-up per round | median |")
+        print("| --- | --- | --- | --- |")
+        for key in rounds[0]:
+            each = [r[key] for r in rounds]
+            print(f"| {key[0]} | {key[1]} | {' / '.join(f'{x:.2f}x' for x in each)} | "
+                  f"{statistics.median(each):.2f}x |")
 
 
 if __name__ == "__main__":
