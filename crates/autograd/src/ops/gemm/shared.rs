@@ -1,0 +1,277 @@
+//! Products on several threads with B packed once, by all the threads together.
+//!
+//! The plain split (`blis::gemm_with`) gives each thread one rectangle of C and lets it
+//! pack every panel it touches, so on 2 threads a row split packs all of B twice, and
+//! a thread that starts late (the worker waking up, or preempted on a shared host)
+//! leaves its whole rectangle to finish after the other thread is done. Here C is cut
+//! into many row parts (several per thread), claimed one at a time from the pool, and
+//! B's panels for the whole product go into one buffer that every part reads: a panel
+//! is packed by whichever thread first claims it, and a part waits only for the
+//! panels of the k block it is about to use. So B is packed once in all, packing is
+//! shared, and a late thread just claims fewer parts.
+//!
+//! No thread waits on anything but a panel another thread has claimed and is packing
+//! (claim, pack, mark done, with nothing in between), so this never deadlocks, also
+//! when every part runs on one thread (a nested product, a busy pool).
+//!
+//! The arithmetic is the plain driver's: the same k blocks, each tile summed by the
+//! micro-kernel from zero and added to C block after block, so the parts (which only
+//! move tile boundaries) change no bit.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use super::blis::{macro_kernel, with_buffer, OutPtr, PACK_A, PACK_B};
+use super::blocks::Blocks;
+use super::kernels::Kernel;
+use super::pack::{pack_a_panel, pack_b_panel};
+use super::MatRef;
+use crate::parallel;
+
+/// Most k blocks the shared path takes (their counters live on the stack).
+const MAX_K_BLOCKS: usize = 64;
+/// Most floats of packed B the shared path holds at once (16 MiB, in L3 on the CPUs
+/// we tuned for; larger products take the plain split).
+const MAX_PACKED_B: usize = 1 << 22;
+/// Row parts per thread: enough that a late or preempted thread leaves only small
+/// parts to the others.
+const PARTS_PER_THREAD: usize = 4;
+
+/// How a product is cut for the shared path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Plan {
+    /// Depth of every k block but the last (the plain driver's `kc_step`).
+    pub kc_step: usize,
+    /// Number of k blocks.
+    pub k_blocks: usize,
+    /// Micro-panels of B per k block.
+    pub n_panels: usize,
+    /// Micro-panels of A per row part (the last part may have fewer).
+    pub part_panels: usize,
+    /// Number of row parts.
+    pub parts: usize,
+}
+
+/// The shared path's plan for an `m × n × k` product on `threads` threads, or `None`
+/// where the plain split serves better: one thread, too few rows for every thread to
+/// get two row panels, more columns than one NC block, or B too large to pack whole.
+pub(super) fn plan(
+    kernel: &Kernel,
+    bl: Blocks,
+    (m, n, k): (usize, usize, usize),
+    threads: usize,
+) -> Option<Plan> {
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let (m_panels, n_panels) = (m.div_ceil(mr), n.div_ceil(nr));
+    let nc_max = (bl.nc / nr).max(1) * nr;
+    // The plain driver's k blocks, so every sum is cut in the same places.
+    let kc_step = k.div_ceil(k.div_ceil(bl.kc));
+    let k_blocks = k.div_ceil(kc_step);
+    let fits = n_panels * nr <= nc_max
+        && k_blocks <= MAX_K_BLOCKS
+        && k.saturating_mul(n_panels * nr) <= MAX_PACKED_B;
+    if threads < 2 || m_panels < 2 * threads || !fits {
+        return None;
+    }
+    let part_panels = m_panels
+        .div_ceil(PARTS_PER_THREAD * threads)
+        .clamp(1, (bl.mc / mr).max(1));
+    Some(Plan {
+        kc_step,
+        k_blocks,
+        n_panels,
+        part_panels,
+        parts: m_panels.div_ceil(part_panels),
+    })
+}
+
+/// B's packed panels for the whole product, filled by the threads together.
+struct SharedB<'a> {
+    b: MatRef<'a>,
+    /// The packed panels: k block after k block, each `n_panels` panels of kc × NR.
+    buf: *mut f32,
+    len: usize,
+    k: usize,
+    n: usize,
+    nr: usize,
+    simd: bool,
+    plan: Plan,
+    /// The next panel (counted over all k blocks, in order) not yet claimed.
+    claimed: AtomicUsize,
+    /// Panels packed, per k block.
+    done: [AtomicUsize; MAX_K_BLOCKS],
+    /// Set if a packing thread panicked, so the others stop waiting for it.
+    failed: AtomicBool,
+}
+
+// SAFETY: each panel of `buf` is written by the one thread that claimed it, and read
+// only after its k block's `done` count (Release / Acquire) shows every panel of the
+// block written; `b` is a shared view.
+unsafe impl Sync for SharedB<'_> {}
+
+/// Marks the packing failed unless forgotten: dropped only if the packing panicked.
+struct FailOnUnwind<'a>(&'a AtomicBool);
+
+impl Drop for FailOnUnwind<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+impl SharedB<'_> {
+    /// Where k block `blk` starts in `buf`, and its depth.
+    fn block(&self, blk: usize) -> (usize, usize) {
+        let pc = blk * self.plan.kc_step;
+        (
+            pc * self.plan.n_panels * self.nr,
+            self.plan.kc_step.min(self.k - pc),
+        )
+    }
+
+    /// Packs panel `idx` (over all k blocks) into its place.
+    fn pack(&self, idx: usize) {
+        let (blk, j) = (idx / self.plan.n_panels, idx % self.plan.n_panels);
+        let (start, kc) = self.block(blk);
+        let at = start + j * kc * self.nr;
+        assert!(at + kc * self.nr <= self.len);
+        // SAFETY: the range lies in `buf` (asserted) and belongs to panel `idx` alone,
+        // which only the thread that claimed it writes, before anyone reads it.
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.buf.add(at), kc * self.nr) };
+        let pc = blk * self.plan.kc_step;
+        pack_b_panel(self.b, pc, kc, j * self.nr, self.n, self.nr, self.simd, dst);
+    }
+
+    /// The packed panels of k block `blk`, once all are packed: packs unclaimed panels
+    /// up to the end of that block (a claim may land in a later block; it is packed
+    /// all the same), then waits for those other threads are packing.
+    fn ready(&self, blk: usize) -> &[f32] {
+        let n_panels = self.plan.n_panels;
+        let (end, total) = ((blk + 1) * n_panels, self.plan.k_blocks * n_panels);
+        while self.claimed.load(Ordering::Relaxed) < end {
+            let idx = self.claimed.fetch_add(1, Ordering::Relaxed);
+            if idx >= total {
+                break;
+            }
+            let guard = FailOnUnwind(&self.failed);
+            self.pack(idx);
+            std::mem::forget(guard);
+            self.done[idx / n_panels].fetch_add(1, Ordering::Release);
+        }
+        parallel::wait_until(|| {
+            self.done[blk].load(Ordering::Acquire) == n_panels
+                || self.failed.load(Ordering::Acquire)
+        });
+        assert!(
+            !self.failed.load(Ordering::Acquire),
+            "gemm: a thread failed while packing B"
+        );
+        let (start, kc) = self.block(blk);
+        // SAFETY: every panel of block `blk` is written (its count is complete, read
+        // with Acquire) and none is written again during the product.
+        unsafe { std::slice::from_raw_parts(self.buf.add(start), n_panels * kc * self.nr) }
+    }
+}
+
+/// `c[m×n] (+)= a·b` by `plan`'s row parts on the pool, B packed once into the calling
+/// thread's packing buffer. `c` is contiguous row-major with m·n floats (checked by
+/// the caller).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_shared_b(
+    kernel: &Kernel,
+    plan: Plan,
+    (m, n, k): (usize, usize, usize),
+    a: MatRef,
+    b: MatRef,
+    c: &mut [f32],
+    accumulate: bool,
+) {
+    assert!(c.len() >= m * n && plan.k_blocks <= MAX_K_BLOCKS);
+    let (mr, nr) = (kernel.mr, kernel.nr);
+    let m_panels = m.div_ceil(mr);
+    let out = OutPtr(c.as_mut_ptr());
+    let b_len = k * plan.n_panels * nr;
+    with_buffer(&PACK_B, b_len, |packed_b| {
+        let shared = SharedB {
+            b,
+            buf: packed_b.as_mut_ptr(),
+            len: b_len,
+            k,
+            n,
+            nr,
+            simd: kernel.simd_pack,
+            plan,
+            claimed: AtomicUsize::new(0),
+            done: std::array::from_fn(|_| AtomicUsize::new(0)),
+            failed: AtomicBool::new(false),
+        };
+        let part = |r: usize| {
+            let p0 = r * plan.part_panels;
+            let p1 = (p0 + plan.part_panels).min(m_panels);
+            let rows = (p0 * mr, (p1 * mr).min(m));
+            with_buffer(&PACK_A, (p1 - p0) * mr * plan.kc_step, |packed_a| {
+                for blk in 0..plan.k_blocks {
+                    let pc = blk * plan.kc_step;
+                    let kc = plan.kc_step.min(k - pc);
+                    let packed_b = shared.ready(blk);
+                    let packed_a = &mut packed_a[..(p1 - p0) * mr * kc];
+                    for (t, panel) in packed_a.chunks_exact_mut(mr * kc).enumerate() {
+                        pack_a_panel(
+                            a,
+                            pc,
+                            kc,
+                            rows.0 + t * mr,
+                            rows.1,
+                            mr,
+                            kernel.simd_pack,
+                            panel,
+                        );
+                    }
+                    // SAFETY: part r writes rows `rows` of `c` (m × n, row stride n),
+                    // which no other part touches; the panels cover them and all n
+                    // columns.
+                    unsafe {
+                        macro_kernel(
+                            kernel,
+                            kc,
+                            packed_a,
+                            rows,
+                            packed_b,
+                            (0, n),
+                            out,
+                            n,
+                            accumulate || pc > 0,
+                        )
+                    };
+                }
+            })
+        };
+        parallel::for_each_part(plan.parts, part);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::kernels::available;
+    use super::*;
+
+    #[test]
+    fn the_plan_covers_the_rows_in_parts_and_keeps_the_k_blocks() {
+        let kernel = *available().last().unwrap();
+        let bl = Blocks {
+            mc: kernel.mr * 24,
+            kc: 256,
+            nc: kernel.nr * 256,
+        };
+        let p = plan(kernel, bl, (1024, 1024, 1024), 2).unwrap();
+        assert_eq!((p.kc_step, p.k_blocks), (256, 4));
+        let m_panels = 1024usize.div_ceil(kernel.mr);
+        assert!(p.parts >= 4);
+        assert!(p.parts * p.part_panels >= m_panels);
+        assert!((p.parts - 1) * p.part_panels < m_panels);
+        // 784 = 4 × 196, as in the plain driver.
+        assert_eq!(plan(kernel, bl, (128, 512, 784), 2).unwrap().kc_step, 196);
+        // One thread, too few rows, or too many columns: the plain split.
+        assert_eq!(plan(kernel, bl, (1024, 1024, 1024), 1), None);
+        assert_eq!(plan(kernel, bl, (2 * kernel.mr, 1024, 64), 2), None);
+        assert_eq!(plan(kernel, bl, (512, bl.nc + 1, 64), 2), None);
+    }
+}
