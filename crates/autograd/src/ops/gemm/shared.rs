@@ -4,21 +4,24 @@
 //! pack every panel it touches, so on 2 threads a row split packs all of B twice, and
 //! a thread that starts late (the worker waking up, or preempted on a shared host)
 //! leaves its whole rectangle to finish after the other thread is done. Here C is cut
-//! into many row parts (several per thread), claimed one at a time from the pool, and
-//! B's panels for the whole product go into one buffer that every part reads: a panel
-//! is packed by whichever thread first claims it, and a part waits only for the
-//! panels of the k block it is about to use. So B is packed once in all, packing is
-//! shared, and a late thread just claims fewer parts.
+//! into row parts, several per thread, and the work into tasks (k block, row part),
+//! claimed one at a time from the pool in k-block-major order: the threads sweep one
+//! k block of B together (one block of B in the caches at a time, as in the plain
+//! loop nest), B's panels are packed by whichever thread first claims each one, and a
+//! late thread just claims fewer tasks. B is packed once in all.
 //!
-//! No thread waits on anything but a panel another thread has claimed and is packing
-//! (claim, pack, mark done, with nothing in between), so this never deadlocks, also
-//! when every part runs on one thread (a nested product, a busy pool).
+//! A task waits only for the panels of its k block and for the task before it on the
+//! same rows (same part, previous k block: C's tiles are added to block after block,
+//! in order). Both were claimed earlier by a thread that is running them, and claiming
+//! a panel is followed by packing it with no wait in between, so this never deadlocks,
+//! also when every task runs on one thread (a nested product, a busy pool).
 //!
 //! The arithmetic is the plain driver's: the same k blocks, each tile summed by the
-//! micro-kernel from zero and added to C block after block, so the parts (which only
-//! move tile boundaries) change no bit.
+//! micro-kernel from zero and added to C block after block, in order, so the parts
+//! (which only move tile boundaries) change no bit.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 use super::blis::{macro_kernel, with_buffer, OutPtr, PACK_A, PACK_B};
 use super::blocks::Blocks;
@@ -29,12 +32,25 @@ use crate::parallel;
 
 /// Most k blocks the shared path takes (their counters live on the stack).
 const MAX_K_BLOCKS: usize = 64;
+/// Most row parts (their counters live on the stack too).
+const MAX_ROW_PARTS: usize = 64;
 /// Most floats of packed B the shared path holds at once (16 MiB, in L3 on the CPUs
 /// we tuned for; larger products take the plain split).
 const MAX_PACKED_B: usize = 1 << 22;
-/// Row parts per thread: enough that a late or preempted thread leaves only small
-/// parts to the others.
-const PARTS_PER_THREAD: usize = 4;
+/// Row parts per thread: more than one, so that a late or preempted thread leaves
+/// parts to the others; not many, because a part reloads each B micro-panel into L1
+/// for its rows only (a thread's work on gemm_256 was the same with 1, 2 or 4 parts
+/// per thread; 2 keeps W2's 128-row products at 36-row parts).
+const PARTS_PER_THREAD: usize = 2;
+
+/// `TAPEGRAD_GEMM_SHARED=0` turns the shared path off (for before/after measurements
+/// in one build); read once.
+pub(crate) const SHARED_ENV: &str = "TAPEGRAD_GEMM_SHARED";
+
+fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var(SHARED_ENV).map_or(true, |v| v.trim() != "0"))
+}
 
 /// How a product is cut for the shared path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,12 +85,17 @@ pub(super) fn plan(
     let fits = n_panels * nr <= nc_max
         && k_blocks <= MAX_K_BLOCKS
         && k.saturating_mul(n_panels * nr) <= MAX_PACKED_B;
-    if threads < 2 || m_panels < 2 * threads || !fits {
+    if threads < 2 || m_panels < 2 * threads || !fits || !enabled() {
         return None;
     }
+    // Parts of at most MC rows (A's block stays in L2).
     let part_panels = m_panels
         .div_ceil(PARTS_PER_THREAD * threads)
         .clamp(1, (bl.mc / mr).max(1));
+    if m_panels.div_ceil(part_panels) > MAX_ROW_PARTS {
+        // Rows beyond MAX_ROW_PARTS blocks of MC: the plain split has parts enough.
+        return None;
+    }
     Some(Plan {
         kc_step,
         k_blocks,
@@ -99,7 +120,8 @@ struct SharedB<'a> {
     claimed: AtomicUsize,
     /// Panels packed, per k block.
     done: [AtomicUsize; MAX_K_BLOCKS],
-    /// Set if a packing thread panicked, so the others stop waiting for it.
+    /// Set if a thread panicked while packing or computing, so the others stop waiting
+    /// for it.
     failed: AtomicBool,
 }
 
@@ -108,7 +130,7 @@ struct SharedB<'a> {
 // block written; `b` is a shared view.
 unsafe impl Sync for SharedB<'_> {}
 
-/// Marks the packing failed unless forgotten: dropped only if the packing panicked.
+/// Marks the product failed unless forgotten: dropped only if what it guards panicked.
 struct FailOnUnwind<'a>(&'a AtomicBool);
 
 impl Drop for FailOnUnwind<'_> {
@@ -140,6 +162,16 @@ impl SharedB<'_> {
         pack_b_panel(self.b, pc, kc, j * self.nr, self.n, self.nr, self.simd, dst);
     }
 
+    /// Waits until `ready`; panics if another thread failed meanwhile (it would never
+    /// make `ready` true).
+    fn wait(&self, ready: impl Fn() -> bool) {
+        parallel::wait_until(|| ready() || self.failed.load(Ordering::Acquire));
+        assert!(
+            !self.failed.load(Ordering::Acquire),
+            "gemm: another thread failed during the product"
+        );
+    }
+
     /// The packed panels of k block `blk`, once all are packed: packs unclaimed panels
     /// up to the end of that block (a claim may land in a later block; it is packed
     /// all the same), then waits for those other threads are packing.
@@ -156,14 +188,7 @@ impl SharedB<'_> {
             std::mem::forget(guard);
             self.done[idx / n_panels].fetch_add(1, Ordering::Release);
         }
-        parallel::wait_until(|| {
-            self.done[blk].load(Ordering::Acquire) == n_panels
-                || self.failed.load(Ordering::Acquire)
-        });
-        assert!(
-            !self.failed.load(Ordering::Acquire),
-            "gemm: a thread failed while packing B"
-        );
+        self.wait(|| self.done[blk].load(Ordering::Acquire) == n_panels);
         let (start, kc) = self.block(blk);
         // SAFETY: every panel of block `blk` is written (its count is complete, read
         // with Acquire) and none is written again during the product.
@@ -171,7 +196,7 @@ impl SharedB<'_> {
     }
 }
 
-/// `c[m×n] (+)= a·b` by `plan`'s row parts on the pool, B packed once into the calling
+/// `c[m×n] (+)= a·b` by `plan`'s tasks on the pool, B packed once into the calling
 /// thread's packing buffer. `c` is contiguous row-major with m·n floats (checked by
 /// the caller).
 #[allow(clippy::too_many_arguments)]
@@ -184,7 +209,7 @@ pub(super) fn gemm_shared_b(
     c: &mut [f32],
     accumulate: bool,
 ) {
-    assert!(c.len() >= m * n && plan.k_blocks <= MAX_K_BLOCKS);
+    assert!(c.len() >= m * n && plan.k_blocks <= MAX_K_BLOCKS && plan.parts <= MAX_ROW_PARTS);
     let (mr, nr) = (kernel.mr, kernel.nr);
     let m_panels = m.div_ceil(mr);
     let out = OutPtr(c.as_mut_ptr());
@@ -203,48 +228,54 @@ pub(super) fn gemm_shared_b(
             done: std::array::from_fn(|_| AtomicUsize::new(0)),
             failed: AtomicBool::new(false),
         };
-        let part = |r: usize| {
+        let progress: [AtomicUsize; MAX_ROW_PARTS] = std::array::from_fn(|_| AtomicUsize::new(0));
+        let task = |i: usize| {
+            let (blk, r) = (i / plan.parts, i % plan.parts);
             let p0 = r * plan.part_panels;
             let p1 = (p0 + plan.part_panels).min(m_panels);
             let rows = (p0 * mr, (p1 * mr).min(m));
-            with_buffer(&PACK_A, (p1 - p0) * mr * plan.kc_step, |packed_a| {
-                for blk in 0..plan.k_blocks {
-                    let pc = blk * plan.kc_step;
-                    let kc = plan.kc_step.min(k - pc);
-                    let packed_b = shared.ready(blk);
-                    let packed_a = &mut packed_a[..(p1 - p0) * mr * kc];
-                    for (t, panel) in packed_a.chunks_exact_mut(mr * kc).enumerate() {
-                        pack_a_panel(
-                            a,
-                            pc,
-                            kc,
-                            rows.0 + t * mr,
-                            rows.1,
-                            mr,
-                            kernel.simd_pack,
-                            panel,
-                        );
-                    }
-                    // SAFETY: part r writes rows `rows` of `c` (m × n, row stride n),
-                    // which no other part touches; the panels cover them and all n
-                    // columns.
-                    unsafe {
-                        macro_kernel(
-                            kernel,
-                            kc,
-                            packed_a,
-                            rows,
-                            packed_b,
-                            (0, n),
-                            out,
-                            n,
-                            accumulate || pc > 0,
-                        )
-                    };
+            let pc = blk * plan.kc_step;
+            let kc = plan.kc_step.min(k - pc);
+            let packed_b = shared.ready(blk);
+            // The previous k block of these rows, claimed earlier, may still be running.
+            shared.wait(|| progress[r].load(Ordering::Acquire) == blk);
+            let guard = FailOnUnwind(&shared.failed);
+            with_buffer(&PACK_A, (p1 - p0) * mr * kc, |packed_a| {
+                for (t, panel) in packed_a.chunks_exact_mut(mr * kc).enumerate() {
+                    pack_a_panel(
+                        a,
+                        pc,
+                        kc,
+                        rows.0 + t * mr,
+                        rows.1,
+                        mr,
+                        kernel.simd_pack,
+                        panel,
+                    );
                 }
-            })
+                // SAFETY: this task writes rows `rows` of `c` (m × n, row stride n), which
+                // no other task touches meanwhile: other parts have other rows, and the
+                // other k blocks of this part run before (waited for above) or after
+                // (they wait for `progress`); the panels cover those rows and all n
+                // columns.
+                unsafe {
+                    macro_kernel(
+                        kernel,
+                        kc,
+                        packed_a,
+                        rows,
+                        packed_b,
+                        (0, n),
+                        out,
+                        n,
+                        accumulate || pc > 0,
+                    )
+                };
+            });
+            std::mem::forget(guard);
+            progress[r].store(blk + 1, Ordering::Release);
         };
-        parallel::for_each_part(plan.parts, part);
+        parallel::for_each_part(plan.k_blocks * plan.parts, task);
     });
 }
 
@@ -273,5 +304,12 @@ mod tests {
         assert_eq!(plan(kernel, bl, (1024, 1024, 1024), 1), None);
         assert_eq!(plan(kernel, bl, (2 * kernel.mr, 1024, 64), 2), None);
         assert_eq!(plan(kernel, bl, (512, bl.nc + 1, 64), 2), None);
+        // More rows than MAX_ROW_PARTS blocks of MC.
+        assert_eq!(
+            plan(kernel, bl, (bl.mc * MAX_ROW_PARTS + 1, 16, 16), 2),
+            None
+        );
+        let p = plan(kernel, bl, (bl.mc * MAX_ROW_PARTS, 16, 16), 2).unwrap();
+        assert!(p.parts <= MAX_ROW_PARTS);
     }
 }
