@@ -34,9 +34,9 @@ use crate::parallel;
 const MAX_K_BLOCKS: usize = 64;
 /// Most row parts (their counters live on the stack too).
 const MAX_ROW_PARTS: usize = 64;
-/// Most floats of packed B the shared path holds at once (16 MiB, in L3 on the CPUs
-/// we tuned for; larger products take the plain split).
-const MAX_PACKED_B: usize = 1 << 22;
+/// Most floats of packed B the shared path holds (8 MiB: 1024² fits; the buffer is
+/// kept for the next product, so larger products take the plain split).
+const MAX_PACKED_B: usize = 1 << 21;
 /// Row parts per thread: more than one, so that a late or preempted thread leaves
 /// parts to the others; not many, because a part reloads each B micro-panel into L1
 /// for its rows only (a thread's work on gemm_256 was the same with 1, 2 or 4 parts
