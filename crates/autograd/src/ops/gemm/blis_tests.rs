@@ -145,13 +145,13 @@ fn long_k_is_split_into_chunks_without_changing_a_bit() {
 #[test]
 fn b_packed_once_by_all_threads() {
     // NC wide enough for the shared path, several k blocks (an uneven last one) and
-    // row parts (an uneven last one); on 3 threads (25, 100, 33) takes the plain split.
+    // row parts (an uneven last one); on 3 threads some take the plain split.
     let tiny = Blocks {
-        mc: 12,
+        mc: 24,
         kc: 16,
         nc: 128,
     };
-    for &(m, n, k) in &[(37, 70, 50), (61, 33, 100), (25, 100, 33)] {
+    for &(m, n, k) in &[(79, 70, 50), (100, 33, 41), (73, 100, 33)] {
         for kernel in available() {
             assert!(shared::plan(kernel, tiny, (m, n, k), 2).is_some());
         }
@@ -165,11 +165,12 @@ fn b_packed_once_inside_a_busy_pool() {
     // thread, which then packs every panel of B itself: same bits, no waiting forever.
     let kernel = *available().last().unwrap();
     let tiny = Blocks {
-        mc: 12,
+        mc: 24,
         kc: 16,
         nc: 128,
     };
-    let (m, n, k) = (37, 70, 50);
+    let (m, n, k) = (79, 70, 50);
+    assert!(shared::plan(kernel, tiny, (m, n, k), 2).is_some());
     let (a, b) = (values(m * k, 1), values(k * n, 2));
     let (a, b) = (MatRef::rows(&a, k), MatRef::rows(&b, n));
     let mut want = vec![0.0; m * n];

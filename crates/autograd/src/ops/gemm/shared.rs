@@ -42,6 +42,11 @@ const MAX_PACKED_B: usize = 1 << 21;
 /// for its rows only (a thread's work on gemm_256 was the same with 1, 2 or 4 parts
 /// per thread; 2 keeps W2's 128-row products at 36-row parts).
 const PARTS_PER_THREAD: usize = 2;
+/// Least micro-panels of A in a row part (unless MC holds fewer): each B micro-panel
+/// brought into L1 must serve a few tiles. Fewer rows (a convolution's 32 output
+/// channels against many pixels) take the plain split by columns, which packs only the
+/// small A twice and reads each B panel once.
+const MIN_PART_PANELS: usize = 4;
 
 /// `TAPEGRAD_GEMM_SHARED=0` turns the shared path off (for before/after measurements
 /// in one build); read once.
@@ -69,7 +74,8 @@ pub(super) struct Plan {
 
 /// The shared path's plan for an `m × n × k` product on `threads` threads, or `None`
 /// where the plain split serves better: one thread, too few rows for every thread to
-/// get two row panels, more columns than one NC block, or B too large to pack whole.
+/// get two row panels or for parts of MIN_PART_PANELS, more columns than one NC block,
+/// or B too large to pack whole.
 pub(super) fn plan(
     kernel: &Kernel,
     bl: Blocks,
@@ -92,6 +98,9 @@ pub(super) fn plan(
     let part_panels = m_panels
         .div_ceil(PARTS_PER_THREAD * threads)
         .clamp(1, (bl.mc / mr).max(1));
+    if part_panels < MIN_PART_PANELS.min(bl.mc / mr) {
+        return None;
+    }
     if m_panels.div_ceil(part_panels) > MAX_ROW_PARTS {
         // Rows beyond MAX_ROW_PARTS blocks of MC: the plain split has parts enough.
         return None;
@@ -303,6 +312,8 @@ mod tests {
         // One thread, too few rows, or too many columns: the plain split.
         assert_eq!(plan(kernel, bl, (1024, 1024, 1024), 1), None);
         assert_eq!(plan(kernel, bl, (2 * kernel.mr, 1024, 64), 2), None);
+        assert_eq!(plan(kernel, bl, (8 * kernel.mr, 1024, 64), 2), None);
+        assert!(plan(kernel, bl, (16 * kernel.mr, 1024, 64), 2).is_some());
         assert_eq!(plan(kernel, bl, (512, bl.nc + 1, 64), 2), None);
         // More rows than MAX_ROW_PARTS blocks of MC.
         assert_eq!(
