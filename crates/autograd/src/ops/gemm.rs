@@ -18,6 +18,7 @@ mod blocks;
 mod crate_path;
 mod kernels;
 mod pack;
+mod shared;
 mod split;
 
 /// 0 means "not set": use the machine's available parallelism.

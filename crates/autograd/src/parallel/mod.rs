@@ -133,7 +133,7 @@ pub fn for_each_part(parts: usize, f: impl Fn(usize) + Sync) {
 }
 
 /// Spins until `ready`, yielding the core after a while (the host may be busy).
-fn wait_until(ready: impl Fn() -> bool) {
+pub(crate) fn wait_until(ready: impl Fn() -> bool) {
     let mut spins = 0u32;
     while !ready() {
         if spins < 1 << 12 {

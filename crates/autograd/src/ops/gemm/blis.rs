@@ -9,9 +9,11 @@
 //! edges with zeros, and goes into per-thread buffers that are grown once and reused,
 //! so a steady-state product allocates nothing.
 //!
-//! Threads share the work as `split` decides from the shape: C cut into one rectangle
-//! per thread, each thread running the whole loop nest above on its rectangle and
-//! packing its own panels (one parallel region, no barrier inside); or, for a small C
+//! Threads share the work as `split` and `shared` decide from the shape: C cut into
+//! row parts, several per thread, that read B's panels packed once by all threads
+//! together (`shared`, wherever B fits and there are rows enough); else C cut into one
+//! rectangle per thread, each thread running the whole loop nest above on its
+//! rectangle and packing its own panels (one parallel region, no barrier inside); or, for a small C
 //! and a long k, k cut into fixed chunks whose partial products are added in order.
 //! Every element's sum over k is therefore the same — the fixed KC blocks inside
 //! fixed k chunks, each block summed from zero by the kernel and then added — whatever
@@ -22,15 +24,16 @@ use std::cell::Cell;
 use super::blocks::{blocks, Blocks};
 use super::kernels::Kernel;
 use super::pack::{pack_a_panel, pack_b_panel};
+use super::shared;
 use super::split::{add_partials, k_bound, k_chunks, split_output};
 use super::MatRef;
 use crate::parallel;
 
 thread_local! {
     /// This thread's packing buffer for A's blocks.
-    static PACK_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    pub(super) static PACK_A: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     /// This thread's packing buffer for B's blocks.
-    static PACK_B: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+    pub(super) static PACK_B: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
     /// This thread's partial products of a split along k (kept like the packing
     /// buffers: the tensor pool let one go per w5 step).
     static PARTIALS: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
@@ -43,7 +46,7 @@ const ALIGN_SLACK: usize = 16;
 /// the buffer if needed (once: it is kept for the next call). The buffer is taken out
 /// while `f` runs, so a nested call (a worker stealing another product while it waits)
 /// gets a fresh one instead of a conflicting borrow.
-fn with_buffer<R>(
+pub(super) fn with_buffer<R>(
     slot: &'static std::thread::LocalKey<Cell<Vec<f32>>>,
     len: usize,
     f: impl FnOnce(&mut [f32]) -> R,
@@ -64,7 +67,7 @@ fn with_buffer<R>(
 
 /// A pointer to C that threads write disjoint tiles of.
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
+pub(super) struct OutPtr(pub(super) *mut f32);
 
 impl OutPtr {
     /// The element `offset` places in. (A method, so closures capture the whole `Send`
@@ -126,6 +129,10 @@ pub(super) fn gemm_with(
             accumulate,
             threads,
         );
+        return;
+    }
+    if let Some(plan) = shared::plan(kernel, bl, (m, n, k), threads) {
+        shared::gemm_shared_b(kernel, plan, (m, n, k), a, b, c, accumulate);
         return;
     }
     let (mr, nr) = (kernel.mr, kernel.nr);
@@ -321,7 +328,7 @@ unsafe fn block(
 /// `c` must point to a row-major matrix of row stride `ldc` containing that block,
 /// which the caller may write and no one else touches during the call.
 #[allow(clippy::too_many_arguments)]
-unsafe fn macro_kernel(
+pub(super) unsafe fn macro_kernel(
     kernel: &Kernel,
     kc: usize,
     packed_a: &[f32],

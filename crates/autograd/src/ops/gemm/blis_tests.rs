@@ -143,6 +143,54 @@ fn long_k_is_split_into_chunks_without_changing_a_bit() {
 }
 
 #[test]
+fn b_packed_once_by_all_threads() {
+    // NC wide enough for the shared path, several k blocks (an uneven last one) and
+    // row parts (an uneven last one); on 3 threads some take the plain split.
+    let tiny = Blocks {
+        mc: 24,
+        kc: 16,
+        nc: 128,
+    };
+    for &(m, n, k) in &[(79, 70, 50), (100, 33, 41), (73, 100, 33)] {
+        for kernel in available() {
+            assert!(shared::plan(kernel, tiny, (m, n, k), 2).is_some());
+        }
+        check_with(Some(tiny), m, n, k);
+    }
+}
+
+#[test]
+fn b_packed_once_inside_a_busy_pool() {
+    // A product started from inside a parallel region runs all its parts on one
+    // thread, which then packs every panel of B itself: same bits, no waiting forever.
+    let kernel = *available().last().unwrap();
+    let tiny = Blocks {
+        mc: 24,
+        kc: 16,
+        nc: 128,
+    };
+    let (m, n, k) = (79, 70, 50);
+    assert!(shared::plan(kernel, tiny, (m, n, k), 2).is_some());
+    let (a, b) = (values(m * k, 1), values(k * n, 2));
+    let (a, b) = (MatRef::rows(&a, k), MatRef::rows(&b, n));
+    let mut want = vec![0.0; m * n];
+    gemm_with(kernel, tiny, (m, n, k), a, b, &mut want, false, 1);
+    let outs: Vec<std::sync::Mutex<Vec<f32>>> = (0..3).map(|_| Default::default()).collect();
+    crate::parallel::for_each_part(3, |i| {
+        let mut c = vec![0.0; m * n];
+        gemm_with(kernel, tiny, (m, n, k), a, b, &mut c, false, 2);
+        *outs[i].lock().unwrap() = c;
+    });
+    for out in &outs {
+        let got = out.lock().unwrap();
+        assert!(got
+            .iter()
+            .zip(&want)
+            .all(|(g, w)| g.to_bits() == w.to_bits()));
+    }
+}
+
+#[test]
 fn many_row_blocks_and_threads() {
     // m above MC with several panels per thread; n not a multiple of any NR.
     check(300, 37, 20);
