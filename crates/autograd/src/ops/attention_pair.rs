@@ -125,6 +125,16 @@ fn transpose(src: Rows, c0: usize, keys: usize, width: usize, dst: &mut [f32]) {
     }
 }
 
+/// `e^x` of the first `live` elements of a score row whose others are 0. The live
+/// part is rounded up to whole 8-float vectors, the dead elements it takes in set to
+/// −∞ (whose exponential is exactly 0): a short row's tail would otherwise go through
+/// the vector exp's copy-in/copy-out path, once per row.
+fn exp_live(row: &mut [f32], live: usize) {
+    let end = live.next_multiple_of(8).min(row.len());
+    row[live..end].fill(f32::NEG_INFINITY);
+    exp_in_place(&mut row[..end]);
+}
+
 /// `live` under a causal mask, everything without one.
 fn causal(g: &Geometry, live: Live) -> Live {
     if g.causal {
@@ -204,7 +214,7 @@ pub(crate) fn forward_pair(
                 }
                 let rescale = (run_max[i] - new_max).exp();
                 shift_row(g, live, mask.is_some(), new_max);
-                exp_in_place(live);
+                exp_live(&mut p[i * keys..(i + 1) * keys], live_keys(g, r, c0, keys));
                 // Over the whole row, masked zeros included, so that a causal mask and
                 // the same mask given explicitly sum alike.
                 let total = sum_of(&p[i * keys..(i + 1) * keys]);
@@ -295,7 +305,7 @@ pub(crate) fn backward_pair(
                     row_max(g, row, r, c0, mask);
                 }
                 shift_row(g, row, mask.is_some(), m);
-                exp_in_place(row);
+                exp_live(&mut p[i * keys..(i + 1) * keys], live);
             }
             // The first query tile to reach a key tile writes its gradients; later
             // ones add to them (the diagonal one under a causal mask).
