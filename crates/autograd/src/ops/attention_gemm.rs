@@ -85,6 +85,43 @@ pub(crate) fn product(
     portable((m, n, k), a, (b, ldb), (c, ldc), accumulate, live);
 }
 
+/// `dst[p·rows + j] = src[j·ld + p]` for `j < rows`, `p < width`: the first `rows`
+/// rows of `src` (each `width` long, `ld` apart) transposed into `dst` (`width` × `rows`,
+/// row-major), for the key and value tiles of the attention products.
+pub(crate) fn transpose((src, ld): (&[f32], usize), rows: usize, width: usize, dst: &mut [f32]) {
+    if rows == 0 || width == 0 {
+        return;
+    }
+    assert!(
+        ends_within((rows - 1, ld, width), src.len()) && dst.len() >= rows * width,
+        "attention transpose: operand out of bounds"
+    );
+    #[cfg(target_arch = "x86_64")]
+    if avx2_fma() {
+        // SAFETY: AVX2 was detected on this CPU; both operands were checked to hold
+        // every element read or written.
+        unsafe { avx2::transpose((src, ld), rows, width, dst) };
+        return;
+    }
+    transpose_portable((src, ld), (0, rows), (0, width), dst, rows);
+}
+
+/// The part `js × ps` of [`transpose`] (rows `js.0 .. js.1`, columns `ps.0 .. ps.1`)
+/// with plain loops; `ldd` is `dst`'s row stride.
+fn transpose_portable(
+    (src, ld): (&[f32], usize),
+    js: (usize, usize),
+    ps: (usize, usize),
+    dst: &mut [f32],
+    ldd: usize,
+) {
+    for j in js.0..js.1 {
+        for p in ps.0..ps.1 {
+            dst[p * ldd + j] = src[j * ld + p];
+        }
+    }
+}
+
 /// Whether `rows` rows of `width` at stride `ld` (the last at `rows·ld`) end within
 /// `len` floats, with checked arithmetic (a wrapped offset would pass the test).
 fn ends_within((rows, ld, width): (usize, usize, usize), len: usize) -> bool {
@@ -125,8 +162,66 @@ pub(crate) fn portable(
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{Live, MatRef, MR};
+    use super::{transpose_portable, Live, MatRef, MR};
     use std::arch::x86_64::*;
+
+    /// See [`super::transpose`]: 8 × 8 blocks in registers (eight row loads, 24
+    /// shuffles, eight row stores), the edges with plain loops.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `src` must hold `rows` rows of `width` at stride `ld`,
+    /// and `dst` `rows · width` floats.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn transpose(
+        (src, ld): (&[f32], usize),
+        rows: usize,
+        width: usize,
+        dst: &mut [f32],
+    ) {
+        let (rows8, width8) = (rows / 8 * 8, width / 8 * 8);
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+        for j0 in (0..rows8).step_by(8) {
+            for p0 in (0..width8).step_by(8) {
+                // SAFETY: rows j0 .. j0 + 8 ≤ rows, columns p0 .. p0 + 8 ≤ width of
+                // src, and the transposed block of dst, lie in the checked operands.
+                unsafe {
+                    let r: [__m256; 8] =
+                        std::array::from_fn(|t| _mm256_loadu_ps(s.add((j0 + t) * ld + p0)));
+                    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+                    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+                    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+                    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+                    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+                    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+                    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+                    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+                    let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+                    let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+                    let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+                    let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+                    let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+                    let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+                    let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+                    let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+                    let cols = [
+                        _mm256_permute2f128_ps::<0x20>(u0, u4),
+                        _mm256_permute2f128_ps::<0x20>(u1, u5),
+                        _mm256_permute2f128_ps::<0x20>(u2, u6),
+                        _mm256_permute2f128_ps::<0x20>(u3, u7),
+                        _mm256_permute2f128_ps::<0x31>(u0, u4),
+                        _mm256_permute2f128_ps::<0x31>(u1, u5),
+                        _mm256_permute2f128_ps::<0x31>(u2, u6),
+                        _mm256_permute2f128_ps::<0x31>(u3, u7),
+                    ];
+                    for (t, &c) in cols.iter().enumerate() {
+                        _mm256_storeu_ps(d.add((p0 + t) * rows + j0), c);
+                    }
+                }
+            }
+        }
+        transpose_portable((src, ld), (0, rows8), (width8, width), dst, rows);
+        transpose_portable((src, ld), (rows8, rows), (0, width), dst, rows);
+    }
 
     /// See [`super::product`].
     ///

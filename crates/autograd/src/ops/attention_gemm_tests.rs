@@ -187,3 +187,21 @@ fn a_short_output_is_refused() {
         Live::All,
     );
 }
+
+#[test]
+fn the_transpose_matches_the_plain_loop() {
+    for (rows, width) in [(64, 32), (13, 29), (8, 8), (7, 16), (17, 3), (1, 1), (0, 5)] {
+        let ld = width + 3;
+        let src = values(rows * ld + width, 4);
+        let mut got = vec![UNTOUCHED; rows * width + 2];
+        transpose((&src, ld), rows, width, &mut got);
+        let mut want = vec![UNTOUCHED; rows * width + 2];
+        transpose_portable((&src, ld), (0, rows), (0, width), &mut want, rows);
+        assert_eq!(got, want, "{rows} x {width}");
+        for j in 0..rows {
+            for p in 0..width {
+                assert_eq!(got[p * rows + j], src[j * ld + p]);
+            }
+        }
+    }
+}

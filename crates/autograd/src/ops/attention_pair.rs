@@ -13,7 +13,7 @@
 //! scratch once per tile for `Q·Kᵀ` (and `dO·Vᵀ`). Under a causal mask the products
 //! skip the dead triangle of the diagonal tiles (`Live`).
 
-use crate::ops::attention_gemm::{product, Live};
+use crate::ops::attention_gemm::{self, product, Live};
 use crate::ops::attention_kernels::{
     key_end, live_keys, row_max, shift_row, sum_of, Geometry, PairMask, TILE_K, TILE_Q,
 };
@@ -104,25 +104,9 @@ pub(crate) fn backward_scratch_len(g: &Geometry) -> usize {
 }
 
 /// Rows `c0 .. c0 + keys` of `src` (each `width` long) transposed into `dst`
-/// (`width` × `keys`, row-major). Eight source rows at a time, so that each write is a
-/// run of 8 contiguous floats (scattered single-float stores stall on the store
-/// buffer).
+/// (`width` × `keys`, row-major).
 fn transpose(src: Rows, c0: usize, keys: usize, width: usize, dst: &mut [f32]) {
-    let dst = &mut dst[..width * keys];
-    let mut j = 0;
-    while j + 8 <= keys {
-        let r: [&[f32]; 8] = std::array::from_fn(|t| src.row(c0 + j + t, width));
-        for (p, out) in dst.chunks_exact_mut(keys).enumerate() {
-            let out: &mut [f32; 8] = (&mut out[j..j + 8]).try_into().expect("8 floats");
-            *out = std::array::from_fn(|t| r[t][p]);
-        }
-        j += 8;
-    }
-    for jj in j..keys {
-        for (p, &x) in src.row(c0 + jj, width).iter().enumerate() {
-            dst[p * keys + jj] = x;
-        }
-    }
+    attention_gemm::transpose((src.from(c0), src.ld), keys, width, dst);
 }
 
 /// `e^x` of the first `live` elements of a score row whose others are 0. The live
