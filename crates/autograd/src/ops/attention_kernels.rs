@@ -1,7 +1,8 @@
-//! The per-(batch, head) kernels of the fused attention (see `attention` and
-//! `attention_packed`): the forward with its online softmax over key tiles, and the
-//! tiled backward that recomputes the scores. Each works on one pair's contiguous
-//! matrices and touches nothing shared, so the caller may run pairs on different threads.
+//! The shared pieces of the fused attention (see `attention` and `attention_packed`):
+//! the geometry and masks, the row helpers of the softmax, and `forward_one` /
+//! `backward_one`, which run one (batch, head) pair of `scaled_dot_product_attention`
+//! through the pair kernels of `attention_pair`. A pair touches nothing shared, so the
+//! caller may run pairs on different threads.
 //!
 //! Under a causal mask a query row only looks at its live keys (`0..=i`): the scaling,
 //! maximum, exponentials and sums skip the masked part of the diagonal tile, whose
