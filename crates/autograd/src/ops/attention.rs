@@ -7,7 +7,9 @@
 //! query row, the log-sum-exp `m + ln l`. The backward recomputes each tile's scores
 //! from Q and K, gets the probabilities as `exp(s − lse)`, and forms
 //! `dV += Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ∘ (dP − rowsum(dO ∘ O))`, `dQ += dS·K/√d`,
-//! `dK += dSᵀ·Q/√d` tile by tile. Each tile product goes through `gemm_into`.
+//! `dK += dSᵀ·Q/√d` tile by tile (`attention_pair`). The tile products go through the
+//! small no-pack kernel of `attention_gemm`, which skips the dead triangle of a causal
+//! mask's diagonal tiles.
 //!
 //! (batch, head) pairs are independent and are split between threads (up to
 //! [`crate::num_threads`]); each pair's arithmetic runs in the same order whatever

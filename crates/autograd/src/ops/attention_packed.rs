@@ -5,19 +5,20 @@
 //! `[B, H, T, D]`, runs the attention and merges the heads back to `[B, T, E]`. Written
 //! from the separate ops, that is three narrow copies, three permute copies and one
 //! more for the merge, each with its own backward copy and zero-filled gradient buffer.
-//! [`Tensor::try_qkv_attention`] is the same computation as one op: it gathers each
-//! (batch, head) pair's `T × D` slices into small per-thread buffers that stay in
-//! cache, runs the fused attention kernels of `attention_kernels`, and writes the head's
-//! output into its columns of `[B, T, E]`; the backward writes the three gradients
-//! into one `[B, T, 3E]` buffer, each element exactly once.
+//! [`Tensor::try_qkv_attention`] is the same computation as one op: it reads each
+//! (batch, head) pair's `T × D` columns in place (rows `3E` apart), runs the fused
+//! attention kernels of `attention_pair`, and writes the head's output into its
+//! columns of `[B, T, E]`; the backward writes the three gradients straight into
+//! their columns of one `[B, T, 3E]` buffer, each element exactly once.
 //!
 //! Threads split the batch (each batch element owns a contiguous block of the output
 //! and of the gradient); a pair's arithmetic is the same whatever thread runs it, so
 //! results do not depend on the thread count.
 
 use crate::error::{or_panic, Result, TensorError};
-use crate::ops::attention_kernels::{
-    backward_pair, backward_scratch_len, forward_pair, Geometry, TILE_K, TILE_Q,
+use crate::ops::attention_kernels::Geometry;
+use crate::ops::attention_pair::{
+    backward_pair, backward_scratch_len, forward_pair, forward_scratch_len, PairGrads, Rows,
 };
 use crate::parallel::{for_each_piece, for_each_piece2};
 use crate::pool;
@@ -57,36 +58,21 @@ impl Dims {
     }
 }
 
-/// Copies columns `col .. col + width` of the `rows`-row matrix `src` (row stride
-/// `stride`) into the contiguous `dst` (rows × width).
-fn gather(src: &[f32], stride: usize, col: usize, width: usize, dst: &mut [f32]) {
-    for (r, out) in dst.chunks_exact_mut(width).enumerate() {
-        out.copy_from_slice(&src[r * stride + col..][..width]);
-    }
-}
-
-/// Writes the contiguous `src` (rows × width) into columns `col .. col + width` of
-/// `dst` (row stride `stride`).
-fn scatter(src: &[f32], dst: &mut [f32], stride: usize, col: usize, width: usize) {
-    for (r, row) in src.chunks_exact(width).enumerate() {
-        dst[r * stride + col..][..width].copy_from_slice(row);
-    }
+/// The query, key and value columns of head `h` in one batch element's `qkv` (T × 3E).
+fn head_inputs(dims: Dims, qkv: &[f32], h: usize) -> (Rows<'_>, Rows<'_>, Rows<'_>) {
+    let Dims { e, d, .. } = dims;
+    let at = |col: usize| Rows::new(&qkv[col..], 3 * e);
+    (at(h * d), at(e + h * d), at(2 * e + h * d))
 }
 
 /// Forward for one batch element: `qkv` (T × 3E) into `out` (T × E) and `lse` (H × T).
 fn forward_batch(dims: Dims, g: &Geometry, qkv: &[f32], out: &mut [f32], lse: &mut [f32]) {
     let Dims { t, e, heads, d } = dims;
-    let mut scratch = pool::for_overwrite(4 * t * d + TILE_Q * TILE_K);
-    let (q, rest) = scratch.split_at_mut(t * d);
-    let (k, rest) = rest.split_at_mut(t * d);
-    let (v, rest) = rest.split_at_mut(t * d);
-    let (o, scores) = rest.split_at_mut(t * d);
+    let mut scratch = pool::for_overwrite(forward_scratch_len(g));
     for h in 0..heads {
-        gather(qkv, 3 * e, h * d, d, q);
-        gather(qkv, 3 * e, e + h * d, d, k);
-        gather(qkv, 3 * e, 2 * e + h * d, d, v);
-        forward_pair(g, (q, k, v), None, o, &mut lse[h * t..(h + 1) * t], scores);
-        scatter(o, out, e, h * d, d);
+        let inputs = head_inputs(dims, qkv, h);
+        let lse = &mut lse[h * t..(h + 1) * t];
+        forward_pair(g, inputs, None, (&mut out[h * d..], e), lse, &mut scratch);
     }
     pool::give(scratch);
 }
@@ -101,36 +87,20 @@ fn backward_batch(
     dqkv: &mut [f32],
 ) {
     let Dims { t, e, heads, d } = dims;
-    let td = t * d;
-    let mut scratch = pool::for_overwrite(8 * td + backward_scratch_len(t));
-    let (q, rest) = scratch.split_at_mut(td);
-    let (k, rest) = rest.split_at_mut(td);
-    let (v, rest) = rest.split_at_mut(td);
-    let (o, rest) = rest.split_at_mut(td);
-    let (dout_h, rest) = rest.split_at_mut(td);
-    let (dq, rest) = rest.split_at_mut(td);
-    let (dk, rest) = rest.split_at_mut(td);
-    let (dv, kernel_scratch) = rest.split_at_mut(td);
+    let mut scratch = pool::for_overwrite(backward_scratch_len(g));
     for h in 0..heads {
-        gather(qkv, 3 * e, h * d, d, q);
-        gather(qkv, 3 * e, e + h * d, d, k);
-        gather(qkv, 3 * e, 2 * e + h * d, d, v);
-        gather(out, e, h * d, d, o);
-        gather(dout, e, h * d, d, dout_h);
-        dq.fill(0.0);
-        dk.fill(0.0);
-        dv.fill(0.0);
-        backward_pair(
-            g,
-            (q, k, v),
-            None,
-            (o, &lse[h * t..(h + 1) * t], dout_h),
-            (&mut *dq, &mut *dk, &mut *dv),
-            kernel_scratch,
+        let saved = (
+            Rows::new(&out[h * d..], e),
+            &lse[h * t..(h + 1) * t],
+            Rows::new(&dout[h * d..], e),
         );
-        scatter(dq, dqkv, 3 * e, h * d, d);
-        scatter(dk, dqkv, 3 * e, e + h * d, d);
-        scatter(dv, dqkv, 3 * e, 2 * e + h * d, d);
+        let grads = PairGrads::Packed {
+            data: &mut *dqkv,
+            ld: 3 * e,
+            offsets: [h * d, e + h * d, 2 * e + h * d],
+        };
+        let inputs = head_inputs(dims, qkv, h);
+        backward_pair(g, inputs, None, saved, grads, &mut scratch);
     }
     pool::give(scratch);
 }

@@ -2,8 +2,10 @@
 //! forward, and `tape::backward` dispatches to the family's `backward` by one `match`.
 
 pub(crate) mod attention;
+pub(crate) mod attention_gemm;
 pub(crate) mod attention_kernels;
 pub(crate) mod attention_packed;
+pub(crate) mod attention_pair;
 pub(crate) mod batchnorm;
 pub(crate) mod binary;
 pub(crate) mod conv;
