@@ -94,7 +94,7 @@ pub fn for_each_part(parts: usize, f: impl Fn(usize) + Sync) {
         || IS_WORKER.with(Cell::get)
         || BUSY.compare_exchange(false, true, SeqCst, SeqCst).is_err()
     {
-        (0..parts).for_each(f);
+        run_here(parts, &f);
         return;
     }
     // Release BUSY however this returns (a panicking part is re-raised below).
@@ -128,6 +128,21 @@ pub fn for_each_part(parts: usize, f: impl Fn(usize) + Sync) {
     wait_until(|| ACTIVE.load(SeqCst) == 0);
     let panic = job.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
     if let Some(payload) = panic {
+        std::panic::resume_unwind(payload);
+    }
+}
+
+/// Runs every part on the calling thread, with the pool's contract: a panicking part
+/// does not stop the others, and the first panic is re-raised once all have run (so a
+/// region behaves the same whether the pool was free, busy, or one thread wide).
+fn run_here(parts: usize, f: &impl Fn(usize)) {
+    let mut first = None;
+    for i in 0..parts {
+        if let Err(payload) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(i))) {
+            first.get_or_insert(payload);
+        }
+    }
+    if let Some(payload) = first {
         std::panic::resume_unwind(payload);
     }
 }
@@ -255,5 +270,20 @@ mod tests {
             after.fetch_add(1, SeqCst);
         });
         assert_eq!(after.load(SeqCst), 3);
+    }
+
+    #[test]
+    fn a_panicking_part_on_the_calling_thread_lets_the_others_run() {
+        // A region started inside another runs on the calling thread (as on a busy
+        // pool, or with one thread): the same contract holds there.
+        let ran = AtomicU64::new(0);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_here(5, &|i| {
+                ran.fetch_add(1, SeqCst);
+                assert!(i != 1, "part 1 fails");
+            })
+        }));
+        assert!(result.is_err());
+        assert_eq!(ran.load(SeqCst), 5);
     }
 }
