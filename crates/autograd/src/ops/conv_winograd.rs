@@ -35,8 +35,6 @@ const LANES: usize = 8;
 /// (the digits CNN's first convolution, one channel, keeps the column-matrix path).
 const MIN_CHANNELS: usize = 8;
 
-type Lanes = [f32; LANES];
-
 /// Whether `conv2d` with geometry `d` runs by Winograd: a 3 × 3, stride-1, undilated,
 /// ungrouped convolution with padding 1 on every side (output as large as the input),
 /// on planes small enough for the batched path and with enough input channels.
@@ -45,6 +43,14 @@ pub(crate) fn applies(d: &Geom) -> bool {
         && (d.oh, d.ow) == (d.h, d.w)
         && d.c >= MIN_CHANNELS
         && !by_sample(d)
+        && enabled()
+}
+
+/// `TAPEGRAD_CONV_WINOGRAD=0` turns the Winograd path off (read once), so the
+/// column-matrix path can be timed against it in the same build.
+fn enabled() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("TAPEGRAD_CONV_WINOGRAD").map_or(true, |v| v.trim() != "0"))
 }
 
 /// The 2 × 2 tiling of one output plane.
@@ -78,74 +84,142 @@ impl Tiles {
     }
 }
 
+/// One value per tile position (ξ = 4 · i + j) and lane: `[(4 · i + j) · LANES + lane]`.
+type Block = [f32; XI * LANES];
+/// A 2 × 2 output tile per lane: `[(2 · i + j) · LANES + lane]`.
+type Small = [f32; 4 * LANES];
+
+/// `Bᵀ x`: the input transform along one axis.
 #[inline(always)]
-fn add(a: &Lanes, b: &Lanes) -> Lanes {
-    std::array::from_fn(|l| a[l] + b[l])
+fn bt(x: [f32; 4]) -> [f32; 4] {
+    [x[0] - x[2], x[1] + x[2], x[2] - x[1], x[1] - x[3]]
 }
 
+/// `B x`: the adjoint of [`bt`].
 #[inline(always)]
-fn sub(a: &Lanes, b: &Lanes) -> Lanes {
-    std::array::from_fn(|l| a[l] - b[l])
+fn b(x: [f32; 4]) -> [f32; 4] {
+    [x[0], x[1] - x[2] + x[3], x[1] + x[2] - x[0], -x[3]]
 }
 
-/// `Bᵀ x` along one axis: the input transform.
+/// `Aᵀ x`: the output transform along one axis.
 #[inline(always)]
-fn bt(x: [&Lanes; 4]) -> [Lanes; 4] {
-    [
-        sub(x[0], x[2]),
-        add(x[1], x[2]),
-        sub(x[2], x[1]),
-        sub(x[1], x[3]),
-    ]
+fn at(x: [f32; 4]) -> [f32; 2] {
+    [x[0] + x[1] + x[2], x[1] - x[2] - x[3]]
 }
 
-/// `B x` along one axis: the adjoint of [`bt`].
+/// `A y`: the adjoint of [`at`].
 #[inline(always)]
-fn b(x: [&Lanes; 4]) -> [Lanes; 4] {
-    let neg3 = x[3].map(|v| -v);
-    [
-        x[0].to_owned(),
-        add(&sub(x[1], x[2]), x[3]),
-        sub(&add(x[1], x[2]), x[0]),
-        neg3,
-    ]
+fn a(y: [f32; 2]) -> [f32; 4] {
+    [y[0], y[0] + y[1], y[0] - y[1], -y[1]]
 }
 
-/// `Aᵀ x` along one axis: the output transform.
+/// `f` along i, then along j, of each lane's 4 × 4 tile (`f` is [`bt`] or [`b`]).
 #[inline(always)]
-fn at(x: [&Lanes; 4]) -> [Lanes; 2] {
-    [add(&add(x[0], x[1]), x[2]), sub(&sub(x[1], x[2]), x[3])]
-}
-
-/// `A y` along one axis: the adjoint of [`at`].
-#[inline(always)]
-fn a(y: [&Lanes; 2]) -> [Lanes; 4] {
-    [
-        y[0].to_owned(),
-        add(y[0], y[1]),
-        sub(y[0], y[1]),
-        y[1].map(|v| -v),
-    ]
-}
-
-/// A 4 × 4 tile of lanes `t[i][j]` through `f` along i, then along j.
-#[inline(always)]
-fn both_axes_4(t: &[[Lanes; 4]; 4], f: impl Fn([&Lanes; 4]) -> [Lanes; 4]) -> [[Lanes; 4]; 4] {
-    let mut e = [[[0.0; LANES]; 4]; 4];
+fn both_axes(src: &Block, dst: &mut Block, f: impl Fn([f32; 4]) -> [f32; 4]) {
+    const L: usize = LANES;
+    let mut e = [0.0; XI * LANES];
     for j in 0..4 {
-        let col = f([&t[0][j], &t[1][j], &t[2][j], &t[3][j]]);
-        for (i, v) in col.into_iter().enumerate() {
-            e[i][j] = v;
+        for l in 0..L {
+            let y = f([
+                src[j * L + l],
+                src[(4 + j) * L + l],
+                src[(8 + j) * L + l],
+                src[(12 + j) * L + l],
+            ]);
+            for (i, v) in y.into_iter().enumerate() {
+                e[(4 * i + j) * L + l] = v;
+            }
         }
     }
-    e.map(|row| f([&row[0], &row[1], &row[2], &row[3]]))
+    for i in 0..4 {
+        for l in 0..L {
+            let y = f([
+                e[4 * i * L + l],
+                e[(4 * i + 1) * L + l],
+                e[(4 * i + 2) * L + l],
+                e[(4 * i + 3) * L + l],
+            ]);
+            for (j, v) in y.into_iter().enumerate() {
+                dst[(4 * i + j) * L + l] = v;
+            }
+        }
+    }
+}
+
+/// [`at`] along i, then along j: each lane's 4 × 4 tile to its 2 × 2 output.
+#[inline(always)]
+fn output_axes(src: &Block, dst: &mut Small) {
+    const L: usize = LANES;
+    let mut e = [0.0; 8 * LANES];
+    for j in 0..4 {
+        for l in 0..L {
+            let y = at([
+                src[j * L + l],
+                src[(4 + j) * L + l],
+                src[(8 + j) * L + l],
+                src[(12 + j) * L + l],
+            ]);
+            for (i, v) in y.into_iter().enumerate() {
+                e[(4 * i + j) * L + l] = v;
+            }
+        }
+    }
+    for i in 0..2 {
+        for l in 0..L {
+            let y = at([
+                e[4 * i * L + l],
+                e[(4 * i + 1) * L + l],
+                e[(4 * i + 2) * L + l],
+                e[(4 * i + 3) * L + l],
+            ]);
+            for (j, v) in y.into_iter().enumerate() {
+                dst[(2 * i + j) * L + l] = v;
+            }
+        }
+    }
+}
+
+/// [`a`] along i, then along j: each lane's 2 × 2 output gradient to its 4 × 4 tile.
+#[inline(always)]
+fn output_grad_axes(src: &Small, dst: &mut Block) {
+    const L: usize = LANES;
+    let mut e = [0.0; 8 * LANES];
+    for j in 0..2 {
+        for l in 0..L {
+            let y = a([src[j * L + l], src[(2 + j) * L + l]]);
+            for (i, v) in y.into_iter().enumerate() {
+                e[(2 * i + j) * L + l] = v;
+            }
+        }
+    }
+    for i in 0..4 {
+        for l in 0..L {
+            let y = a([e[2 * i * L + l], e[(2 * i + 1) * L + l]]);
+            for (j, v) in y.into_iter().enumerate() {
+                dst[(4 * i + j) * L + l] = v;
+            }
+        }
+    }
+}
+
+/// Runs `f` on `len` zeroed floats: on the stack when they fit (every plane
+/// [`applies`] admits), else from the pool.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    const STACK: usize = 576;
+    if len <= STACK {
+        return f(&mut [0.0; STACK][..len]);
+    }
+    let mut buf = pool::zeros(len);
+    let out = f(&mut buf);
+    pool::give(buf);
+    out
 }
 
 /// Copies `plane` (`h × w`) into `dst` (`pw` wide) at row `off`, column `off`; the rest
 /// of `dst` is left as it was (zero).
 fn pad_into(plane: &[f32], h: usize, w: usize, off: usize, pw: usize, dst: &mut [f32]) {
     for (r, row) in plane.chunks_exact(w).take(h).enumerate() {
-        dst[(r + off) * pw + off..][..w].copy_from_slice(row);
+        copy_row(&mut dst[(r + off) * pw + off..][..w], row);
     }
 }
 
@@ -197,10 +271,70 @@ fn weight_grad_from(du: &[f32], d: &Geom) -> Vec<f32> {
     dw
 }
 
-/// Tile `t`'s (row, column) of tiles.
+/// The (row, column) of tiles `t0 .. t0 + LANES` (one division per chunk, not per
+/// tile: a division costs as much as a tile's transform).
 #[inline(always)]
-fn tile_at(tl: &Tiles, t: usize) -> (usize, usize) {
-    (t / tl.tw, t % tl.tw)
+fn chunk_tiles(tl: &Tiles, t0: usize) -> [(usize, usize); LANES] {
+    let (mut ti, mut tj) = (t0 / tl.tw, t0 % tl.tw);
+    std::array::from_fn(|_| {
+        let at = (ti, tj);
+        tj += 1;
+        if tj == tl.tw {
+            (ti, tj) = (ti + 1, 0);
+        }
+        at
+    })
+}
+
+/// The offset of the top-left corner of the patch of tiles `t0 .. t0 + lanes` in a
+/// padded plane `width` wide (0 for the lanes past `lanes`).
+#[inline(always)]
+fn lane_offsets(tl: &Tiles, t0: usize, lanes: usize, width: usize) -> [usize; LANES] {
+    let tiles = chunk_tiles(tl, t0);
+    std::array::from_fn(|l| {
+        let (ti, tj) = tiles[l];
+        if l < lanes {
+            2 * ti * width + 2 * tj
+        } else {
+            0
+        }
+    })
+}
+
+/// `src[at[l]]` for each lane, built in registers (storing the lanes one by one and
+/// loading them as a vector would stall on store forwarding).
+#[inline(always)]
+fn gather(src: &[f32], at: &[usize; LANES]) -> [f32; LANES] {
+    [
+        src[at[0]], src[at[1]], src[at[2]], src[at[3]], src[at[4]], src[at[5]], src[at[6]],
+        src[at[7]],
+    ]
+}
+
+/// `dst = src` for a short row, in fixed 8-float moves rather than a `memcpy` call.
+#[inline(always)]
+fn copy_row(dst: &mut [f32], src: &[f32]) {
+    let mut d = dst.chunks_exact_mut(LANES);
+    let mut s = src[..d.len() * LANES].chunks_exact(LANES);
+    for (d, s) in (&mut d).zip(&mut s) {
+        d.copy_from_slice(s);
+    }
+    let tail = d.into_remainder();
+    let lanes = tail.len();
+    copy_lanes(tail, &src[src.len() - lanes..], lanes);
+}
+
+/// `dst[..lanes] = src[..lanes]` for `lanes <= LANES`, without a call to `memcpy`
+/// (a call per 8 floats was an eighth of the step).
+#[inline(always)]
+fn copy_lanes(dst: &mut [f32], src: &[f32], lanes: usize) {
+    if lanes == LANES {
+        dst[..LANES].copy_from_slice(&src[..LANES]);
+    } else {
+        for (d, s) in dst[..lanes].iter_mut().zip(&src[..lanes]) {
+            *d = *s;
+        }
+    }
 }
 
 /// `V = Bᵀ d B` of every tile of the batch: `[C, 16, N · T]`.
@@ -208,31 +342,30 @@ fn transform_input(x: &[f32], d: &Geom, tl: &Tiles) -> Vec<f32> {
     let (nt, hw, pw) = (tl.nt, d.h * d.w, tl.padded_w());
     let mut v = pool::for_overwrite(d.c * XI * nt);
     for_each_piece(&mut v, XI * nt, 2 * v_len(d, tl), |c, vc| {
-        let mut pad = pool::zeros(tl.padded_len());
-        crate::cpu::with_avx2_fma(|| {
-            for n in 0..d.n {
-                let plane = &x[(n * d.c + c) * hw..][..hw];
-                pad_into(plane, d.h, d.w, 1, pw, &mut pad);
-                for t0 in (0..tl.t).step_by(LANES) {
-                    let mut p = [[[0.0; LANES]; 4]; 4];
-                    for l in 0..LANES.min(tl.t - t0) {
-                        let (ti, tj) = tile_at(tl, t0 + l);
-                        for (i, row) in p.iter_mut().enumerate() {
-                            let src = &pad[(2 * ti + i) * pw + 2 * tj..][..4];
+        with_scratch(tl.padded_len(), |pad| {
+            crate::cpu::with_avx2_fma(|| {
+                for n in 0..d.n {
+                    let plane = &x[(n * d.c + c) * hw..][..hw];
+                    pad_into(plane, d.h, d.w, 1, pw, pad);
+                    for t0 in (0..tl.t).step_by(LANES) {
+                        let lanes = LANES.min(tl.t - t0);
+                        let mut p = [0.0; XI * LANES];
+                        let at = lane_offsets(tl, t0, lanes, pw);
+                        for i in 0..4 {
                             for j in 0..4 {
-                                row[j][l] = src[j];
+                                p[(4 * i + j) * LANES..][..LANES]
+                                    .copy_from_slice(&gather(&pad[i * pw + j..], &at));
                             }
                         }
-                    }
-                    let vt = both_axes_4(&p, bt);
-                    let lanes = LANES.min(tl.t - t0);
-                    for (xi, v) in vt.iter().flatten().enumerate() {
-                        vc[xi * nt + n * tl.t + t0..][..lanes].copy_from_slice(&v[..lanes]);
+                        let mut vt = [0.0; XI * LANES];
+                        both_axes(&p, &mut vt, bt);
+                        for (xi, v) in vt.chunks_exact(LANES).enumerate() {
+                            copy_lanes(&mut vc[xi * nt + n * tl.t + t0..], v, lanes);
+                        }
                     }
                 }
-            }
+            })
         });
-        pool::give(pad);
     });
     v
 }
@@ -278,31 +411,24 @@ pub(crate) fn forward(
         crate::cpu::with_avx2_fma(|| {
             for t0 in (0..tl.t).step_by(LANES) {
                 let lanes = LANES.min(tl.t - t0);
-                let mut mt = [[[0.0; LANES]; 4]; 4];
-                for (xi, dst) in mt.iter_mut().flatten().enumerate() {
-                    dst[..lanes].copy_from_slice(&m[(xi * o + oc) * nt + n * tl.t + t0..][..lanes]);
+                let mut mt = [0.0; XI * LANES];
+                for (xi, dst) in mt.chunks_exact_mut(LANES).enumerate() {
+                    copy_lanes(dst, &m[(xi * o + oc) * nt + n * tl.t + t0..], lanes);
                 }
-                // Aᵀ along i (4 → 2 rows), then along j.
-                let rows: [[Lanes; 4]; 2] = {
-                    let mut r = [[[0.0; LANES]; 4]; 2];
-                    for j in 0..4 {
-                        let [r0, r1] = at([&mt[0][j], &mt[1][j], &mt[2][j], &mt[3][j]]);
-                        (r[0][j], r[1][j]) = (r0, r1);
-                    }
-                    r
-                };
-                let y = rows.map(|r| at([&r[0], &r[1], &r[2], &r[3]]));
+                let mut y = [0.0; 4 * LANES];
+                output_axes(&mt, &mut y);
+                let at = chunk_tiles(&tl, t0);
                 for l in 0..lanes {
-                    let (ti, tj) = tile_at(&tl, t0 + l);
-                    for (ai, yr) in y.iter().enumerate() {
+                    let (ti, tj) = at[l];
+                    for ai in 0..2 {
                         let r = 2 * ti + ai;
                         if r >= d.oh {
                             continue;
                         }
-                        for (bcol, yv) in yr.iter().enumerate() {
-                            let col = 2 * tj + bcol;
+                        for bj in 0..2 {
+                            let col = 2 * tj + bj;
                             if col < ow {
-                                dst[r * ow + col] = yv[l] + bv;
+                                dst[r * ow + col] = y[(2 * ai + bj) * LANES + l] + bv;
                             }
                         }
                     }
@@ -321,38 +447,29 @@ fn transform_output_grad(g: &[f32], d: &Geom, tl: &Tiles) -> Vec<f32> {
     let gw = 2 * tl.tw;
     let mut dm = pool::for_overwrite(d.o * XI * nt);
     for_each_piece(&mut dm, XI * nt, 2 * d.o * XI * nt, |o, dmo| {
-        let mut pad = pool::zeros(2 * tl.th * gw);
-        crate::cpu::with_avx2_fma(|| {
-            for n in 0..d.n {
-                pad_into(&g[(n * d.o + o) * p..][..p], d.oh, d.ow, 0, gw, &mut pad);
-                for t0 in (0..tl.t).step_by(LANES) {
-                    let lanes = LANES.min(tl.t - t0);
-                    let mut y = [[[0.0; LANES]; 2]; 2];
-                    for l in 0..lanes {
-                        let (ti, tj) = tile_at(tl, t0 + l);
-                        for (a, row) in y.iter_mut().enumerate() {
-                            let src = &pad[(2 * ti + a) * gw + 2 * tj..][..2];
-                            row[0][l] = src[0];
-                            row[1][l] = src[1];
+        with_scratch(2 * tl.th * gw, |pad| {
+            crate::cpu::with_avx2_fma(|| {
+                for n in 0..d.n {
+                    pad_into(&g[(n * d.o + o) * p..][..p], d.oh, d.ow, 0, gw, pad);
+                    for t0 in (0..tl.t).step_by(LANES) {
+                        let lanes = LANES.min(tl.t - t0);
+                        let mut y = [0.0; 4 * LANES];
+                        let at = lane_offsets(tl, t0, lanes, gw);
+                        for i in 0..2 {
+                            for j in 0..2 {
+                                y[(2 * i + j) * LANES..][..LANES]
+                                    .copy_from_slice(&gather(&pad[i * gw + j..], &at));
+                            }
                         }
-                    }
-                    // A along i (2 → 4 rows), then along j.
-                    let mut e = [[[0.0; LANES]; 2]; 4];
-                    for j in 0..2 {
-                        for (i, v) in a([&y[0][j], &y[1][j]]).into_iter().enumerate() {
-                            e[i][j] = v;
-                        }
-                    }
-                    for (i, row) in e.iter().enumerate() {
-                        for (j, v) in a([&row[0], &row[1]]).iter().enumerate() {
-                            dmo[(i * 4 + j) * nt + n * tl.t + t0..][..lanes]
-                                .copy_from_slice(&v[..lanes]);
+                        let mut e = [0.0; XI * LANES];
+                        output_grad_axes(&y, &mut e);
+                        for (xi, v) in e.chunks_exact(LANES).enumerate() {
+                            copy_lanes(&mut dmo[xi * nt + n * tl.t + t0..], v, lanes);
                         }
                     }
                 }
-            }
+            })
         });
-        pool::give(pad);
     });
     dm
 }
@@ -427,32 +544,33 @@ fn input_grad_from(dv: &[f32], d: &Geom, tl: &Tiles) -> Vec<f32> {
     let mut dx = pool::for_overwrite(d.n * c * hw);
     for_each_piece(&mut dx, hw, 2 * dv.len(), |plane, dst| {
         let (n, ch) = (plane / c, plane % c);
-        let mut pad = pool::zeros(tl.padded_len());
-        crate::cpu::with_avx2_fma(|| {
-            for t0 in (0..tl.t).step_by(LANES) {
-                let lanes = LANES.min(tl.t - t0);
-                let mut vt = [[[0.0; LANES]; 4]; 4];
-                for (xi, dst) in vt.iter_mut().flatten().enumerate() {
-                    dst[..lanes]
-                        .copy_from_slice(&dv[(xi * c + ch) * nt + n * tl.t + t0..][..lanes]);
-                }
-                let p = both_axes_4(&vt, b);
-                // Tiles in order, each adding its patch: a fixed order of the sums.
-                for l in 0..lanes {
-                    let (ti, tj) = tile_at(tl, t0 + l);
-                    for (i, row) in p.iter().enumerate() {
-                        let to = &mut pad[(2 * ti + i) * pw + 2 * tj..][..4];
-                        for j in 0..4 {
-                            to[j] += row[j][l];
+        with_scratch(tl.padded_len(), |pad| {
+            crate::cpu::with_avx2_fma(|| {
+                for t0 in (0..tl.t).step_by(LANES) {
+                    let lanes = LANES.min(tl.t - t0);
+                    let mut vt = [0.0; XI * LANES];
+                    for (xi, dst) in vt.chunks_exact_mut(LANES).enumerate() {
+                        copy_lanes(dst, &dv[(xi * c + ch) * nt + n * tl.t + t0..], lanes);
+                    }
+                    let mut p = [0.0; XI * LANES];
+                    both_axes(&vt, &mut p, b);
+                    // Tiles in order, each adding its patch: a fixed order of the sums.
+                    let at = chunk_tiles(&tl, t0);
+                    for l in 0..lanes {
+                        let (ti, tj) = at[l];
+                        for i in 0..4 {
+                            let to = &mut pad[(2 * ti + i) * pw + 2 * tj..][..4];
+                            for (j, t) in to.iter_mut().enumerate() {
+                                *t += p[(4 * i + j) * LANES + l];
+                            }
                         }
                     }
                 }
+            });
+            for (r, row) in dst.chunks_exact_mut(d.w).enumerate() {
+                copy_row(row, &pad[(r + 1) * pw + 1..][..d.w]);
             }
         });
-        for (r, row) in dst.chunks_exact_mut(d.w).enumerate() {
-            row.copy_from_slice(&pad[(r + 1) * pw + 1..][..d.w]);
-        }
-        pool::give(pad);
     });
     dx
 }
