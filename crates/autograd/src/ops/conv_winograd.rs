@@ -205,7 +205,12 @@ fn output_grad_axes(src: &Small, dst: &mut Block) {
 /// Runs `f` on `len` zeroed floats: on the stack when they fit (every plane
 /// [`applies`] admits), else from the pool.
 fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    // Two sizes, so an 8 × 8 plane (100 floats padded) does not zero 576.
+    const SMALL: usize = 128;
     const STACK: usize = 576;
+    if len <= SMALL {
+        return f(&mut [0.0; SMALL][..len]);
+    }
     if len <= STACK {
         return f(&mut [0.0; STACK][..len]);
     }
@@ -325,16 +330,21 @@ fn copy_row(dst: &mut [f32], src: &[f32]) {
 }
 
 /// `dst[..lanes] = src[..lanes]` for `lanes <= LANES`, without a call to `memcpy`
-/// (a call per 8 floats was an eighth of the step).
+/// for the full chunks (a call per 8 floats was an eighth of the step).
 #[inline(always)]
 fn copy_lanes(dst: &mut [f32], src: &[f32], lanes: usize) {
     if lanes == LANES {
         dst[..LANES].copy_from_slice(&src[..LANES]);
     } else {
-        for (d, s) in dst[..lanes].iter_mut().zip(&src[..lanes]) {
-            *d = *s;
-        }
+        copy_tail(dst, src, lanes);
     }
+}
+
+/// The short last chunk of [`copy_lanes`], out of line so that LLVM does not merge
+/// both branches into one `memcpy` of `lanes` floats.
+#[inline(never)]
+fn copy_tail(dst: &mut [f32], src: &[f32], lanes: usize) {
+    dst[..lanes].copy_from_slice(&src[..lanes]);
 }
 
 /// `V = Bᵀ d B` of every tile of the batch: `[C, 16, N · T]`.
