@@ -18,8 +18,8 @@
 //! every sum is in an order fixed by the code, and the 16 products each go to one
 //! thread whole, so results do not depend on the thread count. The products read
 //! every operand in place (strided views): `V` and `dM` are stored channel-major
-//! (`[C, 16, N · T]`, `[O, 16, N · T]`) so each channel's transform writes one
-//! contiguous piece.
+//! (`[C, 16, N · T]`, `[O, 16, N · T]`, each channel padded by a cache line) so each
+//! channel's transform writes one contiguous piece.
 
 use crate::ops::conv_kernels::Geom;
 use crate::ops::conv_samples::by_sample;
@@ -74,6 +74,13 @@ impl Tiles {
             t: th * tw,
             nt: d.n * th * tw,
         }
+    }
+    /// Floats between channels of `V` and `dM` (`[C, 16, N · T]` with each channel
+    /// padded by a cache line): without the pad, the rows a product packs together
+    /// lie a power of two apart (32 KiB for the digits CNN) and evict each other from
+    /// the same L1 sets.
+    fn stride(&self) -> usize {
+        XI * self.nt + 16
     }
     /// Width of a zero-padded input plane holding every tile's 4 × 4 patch.
     fn padded_w(&self) -> usize {
@@ -326,7 +333,9 @@ fn copy_row(dst: &mut [f32], src: &[f32]) {
     }
     let tail = d.into_remainder();
     let lanes = tail.len();
-    copy_lanes(tail, &src[src.len() - lanes..], lanes);
+    if lanes > 0 {
+        copy_lanes(tail, &src[src.len() - lanes..], lanes);
+    }
 }
 
 /// `dst[..lanes] = src[..lanes]` for `lanes <= LANES`, without a call to `memcpy`
@@ -350,8 +359,8 @@ fn copy_tail(dst: &mut [f32], src: &[f32], lanes: usize) {
 /// `V = Bᵀ d B` of every tile of the batch: `[C, 16, N · T]`.
 fn transform_input(x: &[f32], d: &Geom, tl: &Tiles) -> Vec<f32> {
     let (nt, hw, pw) = (tl.nt, d.h * d.w, tl.padded_w());
-    let mut v = pool::for_overwrite(d.c * XI * nt);
-    for_each_piece(&mut v, XI * nt, 2 * v_len(d, tl), |c, vc| {
+    let mut v = pool::for_overwrite(d.c * tl.stride());
+    for_each_piece(&mut v, tl.stride(), 2 * d.c * tl.stride(), |c, vc| {
         with_scratch(tl.padded_len(), |pad| {
             crate::cpu::with_avx2_fma(|| {
                 for n in 0..d.n {
@@ -380,10 +389,6 @@ fn transform_input(x: &[f32], d: &Geom, tl: &Tiles) -> Vec<f32> {
     v
 }
 
-fn v_len(d: &Geom, tl: &Tiles) -> usize {
-    d.c * XI * tl.nt
-}
-
 /// The output `[n, o, oh, ow]` of the convolution of `x` by `w` (+ bias), and the
 /// transformed input `V` for the weight gradient.
 pub(crate) fn forward(
@@ -396,8 +401,10 @@ pub(crate) fn forward(
     let (o, c, nt) = (d.o, d.c, tl.nt);
     let u = transform_weights(w, d);
     let v = transform_input(x, d, &tl);
-    let mut m = pool::for_overwrite(XI * o * nt);
-    for_each_piece(&mut m, o * nt, XI * o * nt * c, |xi, mx| {
+    // Products a cache line apart, for the same reason as `Tiles::stride`.
+    let ms = o * nt + 16;
+    let mut m = pool::for_overwrite(XI * ms);
+    for_each_piece(&mut m, ms, XI * o * nt * c, |xi, mx| {
         gemm_into(
             o,
             nt,
@@ -405,10 +412,10 @@ pub(crate) fn forward(
             MatRef::rows(&u[xi * o * c..][..o * c], c),
             MatRef {
                 data: &v[xi * nt..],
-                row_stride: XI * nt,
+                row_stride: tl.stride(),
                 col_stride: 1,
             },
-            mx,
+            &mut mx[..o * nt],
             false,
         );
     });
@@ -423,7 +430,7 @@ pub(crate) fn forward(
                 let lanes = LANES.min(tl.t - t0);
                 let mut mt = [0.0; XI * LANES];
                 for (xi, dst) in mt.chunks_exact_mut(LANES).enumerate() {
-                    copy_lanes(dst, &m[(xi * o + oc) * nt + n * tl.t + t0..], lanes);
+                    copy_lanes(dst, &m[xi * ms + oc * nt + n * tl.t + t0..], lanes);
                 }
                 let mut y = [0.0; 4 * LANES];
                 output_axes(&mt, &mut y);
@@ -455,8 +462,8 @@ fn transform_output_grad(g: &[f32], d: &Geom, tl: &Tiles) -> Vec<f32> {
     let (nt, p) = (tl.nt, d.p());
     // dY zero-padded to whole tiles.
     let gw = 2 * tl.tw;
-    let mut dm = pool::for_overwrite(d.o * XI * nt);
-    for_each_piece(&mut dm, XI * nt, 2 * d.o * XI * nt, |o, dmo| {
+    let mut dm = pool::for_overwrite(d.o * tl.stride());
+    for_each_piece(&mut dm, tl.stride(), 2 * d.o * tl.stride(), |o, dmo| {
         with_scratch(2 * tl.th * gw, |pad| {
             crate::cpu::with_avx2_fma(|| {
                 for n in 0..d.n {
@@ -500,20 +507,20 @@ pub(crate) fn backward(
     let dm = transform_output_grad(g, d, &tl);
     let dm_xi = |xi: usize| MatRef {
         data: &dm[xi * nt..],
-        row_stride: XI * nt,
+        row_stride: tl.stride(),
         col_stride: 1,
     };
     let dx = want_dx.then(|| {
         let u = transform_weights(w, d);
-        let mut dv = pool::for_overwrite(XI * c * nt);
-        for_each_piece(&mut dv, c * nt, XI * o * nt * c, |xi, dvx| {
+        let mut dv = pool::for_overwrite(XI * (c * nt + 16));
+        for_each_piece(&mut dv, c * nt + 16, XI * o * nt * c, |xi, dvx| {
             gemm_into(
                 c,
                 nt,
                 o,
                 MatRef::transposed(&u[xi * o * c..][..o * c], c),
                 dm_xi(xi),
-                dvx,
+                &mut dvx[..c * nt],
                 false,
             );
         });
@@ -533,7 +540,7 @@ pub(crate) fn backward(
                 MatRef {
                     data: &v[xi * nt..],
                     row_stride: 1,
-                    col_stride: XI * nt,
+                    col_stride: tl.stride(),
                 },
                 dux,
                 false,
@@ -548,7 +555,7 @@ pub(crate) fn backward(
 }
 
 /// `dX = Σ B dV Bᵀ` over the (overlapping) patches of each plane, from `dV`
-/// (`[16, C, N · T]`).
+/// (`[16, C, N · T]`, each ξ padded by 16 floats).
 fn input_grad_from(dv: &[f32], d: &Geom, tl: &Tiles) -> Vec<f32> {
     let (c, nt, hw, pw) = (d.c, tl.nt, d.h * d.w, tl.padded_w());
     let mut dx = pool::for_overwrite(d.n * c * hw);
@@ -560,7 +567,11 @@ fn input_grad_from(dv: &[f32], d: &Geom, tl: &Tiles) -> Vec<f32> {
                     let lanes = LANES.min(tl.t - t0);
                     let mut vt = [0.0; XI * LANES];
                     for (xi, dst) in vt.chunks_exact_mut(LANES).enumerate() {
-                        copy_lanes(dst, &dv[(xi * c + ch) * nt + n * tl.t + t0..], lanes);
+                        copy_lanes(
+                            dst,
+                            &dv[xi * (c * nt + 16) + ch * nt + n * tl.t + t0..],
+                            lanes,
+                        );
                     }
                     let mut p = [0.0; XI * LANES];
                     both_axes(&vt, &mut p, b);
