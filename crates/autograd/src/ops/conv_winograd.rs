@@ -93,6 +93,9 @@ impl Tiles {
 
 /// One value per tile position (ξ = 4 · i + j) and lane: `[(4 · i + j) · LANES + lane]`.
 type Block = [f32; XI * LANES];
+/// Tiles per block of the fused passes (see [`samples_per_block`]): 16 products of
+/// 64 × 64 floats, 256 KiB, for the digits CNN.
+const BLOCK_TILES: usize = 64;
 /// A 2 × 2 output tile per lane: `[(2 · i + j) · LANES + lane]`.
 type Small = [f32; 4 * LANES];
 
@@ -401,59 +404,66 @@ pub(crate) fn forward(
     let (o, c, nt) = (d.o, d.c, tl.nt);
     let u = transform_weights(w, d);
     let v = transform_input(x, d, &tl);
-    // Products a cache line apart, for the same reason as `Tiles::stride`.
-    let ms = o * nt + 16;
-    let mut m = pool::for_overwrite(XI * ms);
-    for_each_piece(&mut m, ms, XI * o * nt * c, |xi, mx| {
-        gemm_into(
-            o,
-            nt,
-            c,
-            MatRef::rows(&u[xi * o * c..][..o * c], c),
-            MatRef {
-                data: &v[xi * nt..],
-                row_stride: tl.stride(),
-                col_stride: 1,
-            },
-            &mut mx[..o * nt],
-            false,
-        );
-    });
-    pool::give(u);
-    let mut out = pool::for_overwrite(d.n * o * d.p());
-    let ow = d.ow;
-    for_each_piece(&mut out, d.p(), 2 * m.len(), |plane, dst| {
-        let (n, oc) = (plane / o, plane % o);
-        let bv = bias.map_or(0.0, |b| b[oc]);
-        crate::cpu::with_avx2_fma(|| {
-            for t0 in (0..tl.t).step_by(LANES) {
-                let lanes = LANES.min(tl.t - t0);
-                let mut mt = [0.0; XI * LANES];
-                for (xi, dst) in mt.chunks_exact_mut(LANES).enumerate() {
-                    copy_lanes(dst, &m[xi * ms + oc * nt + n * tl.t + t0..], lanes);
-                }
-                let mut y = [0.0; 4 * LANES];
-                output_axes(&mt, &mut y);
-                let at = chunk_tiles(&tl, t0);
-                for l in 0..lanes {
-                    let (ti, tj) = at[l];
-                    for ai in 0..2 {
-                        let r = 2 * ti + ai;
-                        if r >= d.oh {
-                            continue;
-                        }
-                        for bj in 0..2 {
-                            let col = 2 * tj + bj;
-                            if col < ow {
-                                dst[r * ow + col] = y[(2 * ai + bj) * LANES + l] + bv;
+    let (sb, plane) = (samples_per_block(&tl), o * d.p());
+    let mut out = pool::for_overwrite(d.n * plane);
+    // Block by block of samples: the 16 products of a block, then its output
+    // transform while the products are still in cache.
+    for_each_piece(&mut out, sb * plane, XI * o * nt * c, |blk, out| {
+        let (n0, ns) = (blk * sb, out.len() / plane);
+        let cols = ns * tl.t;
+        // Products a cache line apart, for the same reason as `Tiles::stride`.
+        let ms = o * cols + 16;
+        let mut m = pool::for_overwrite(XI * ms);
+        for xi in 0..XI {
+            gemm_into(
+                o,
+                cols,
+                c,
+                MatRef::rows(&u[xi * o * c..][..o * c], c),
+                MatRef {
+                    data: &v[xi * nt + n0 * tl.t..],
+                    row_stride: tl.stride(),
+                    col_stride: 1,
+                },
+                &mut m[xi * ms..][..o * cols],
+                false,
+            );
+        }
+        let ow = d.ow;
+        for (pl, dst) in out.chunks_exact_mut(d.p()).enumerate() {
+            let (nl, oc) = (pl / o, pl % o);
+            let bv = bias.map_or(0.0, |b| b[oc]);
+            crate::cpu::with_avx2_fma(|| {
+                for t0 in (0..tl.t).step_by(LANES) {
+                    let lanes = LANES.min(tl.t - t0);
+                    let mut mt = [0.0; XI * LANES];
+                    for (xi, dst) in mt.chunks_exact_mut(LANES).enumerate() {
+                        copy_lanes(dst, &m[xi * ms + oc * cols + nl * tl.t + t0..], lanes);
+                    }
+                    let mut y = [0.0; 4 * LANES];
+                    output_axes(&mt, &mut y);
+                    let at = chunk_tiles(&tl, t0);
+                    for l in 0..lanes {
+                        let (ti, tj) = at[l];
+                        for ai in 0..2 {
+                            let r = 2 * ti + ai;
+                            if r >= d.oh {
+                                continue;
+                            }
+                            for bj in 0..2 {
+                                let col = 2 * tj + bj;
+                                if col < ow {
+                                    dst[r * ow + col] = y[(2 * ai + bj) * LANES + l] + bv;
+                                }
                             }
                         }
                     }
                 }
-            }
-        });
+            });
+        }
+        pool::give(m);
     });
-    pool::give(m);
+    pool::give(u);
     (out, v)
 }
 
@@ -512,21 +522,8 @@ pub(crate) fn backward(
     };
     let dx = want_dx.then(|| {
         let u = transform_weights(w, d);
-        let mut dv = pool::for_overwrite(XI * (c * nt + 16));
-        for_each_piece(&mut dv, c * nt + 16, XI * o * nt * c, |xi, dvx| {
-            gemm_into(
-                c,
-                nt,
-                o,
-                MatRef::transposed(&u[xi * o * c..][..o * c], c),
-                dm_xi(xi),
-                &mut dvx[..c * nt],
-                false,
-            );
-        });
+        let dx = input_grad_from(&u, &dm, d, &tl);
         pool::give(u);
-        let dx = input_grad_from(&dv, d, &tl);
-        pool::give(dv);
         dx
     });
     let dw = want_dw.then(|| {
@@ -554,46 +551,72 @@ pub(crate) fn backward(
     (dx, dw)
 }
 
-/// `dX = Σ B dV Bᵀ` over the (overlapping) patches of each plane, from `dV`
-/// (`[16, C, N · T]`, each ξ padded by 16 floats).
-fn input_grad_from(dv: &[f32], d: &Geom, tl: &Tiles) -> Vec<f32> {
-    let (c, nt, hw, pw) = (d.c, tl.nt, d.h * d.w, tl.padded_w());
-    let mut dx = pool::for_overwrite(d.n * c * hw);
-    for_each_piece(&mut dx, hw, 2 * dv.len(), |plane, dst| {
-        let (n, ch) = (plane / c, plane % c);
-        with_scratch(tl.padded_len(), |pad| {
-            crate::cpu::with_avx2_fma(|| {
-                for t0 in (0..tl.t).step_by(LANES) {
-                    let lanes = LANES.min(tl.t - t0);
-                    let mut vt = [0.0; XI * LANES];
-                    for (xi, dst) in vt.chunks_exact_mut(LANES).enumerate() {
-                        copy_lanes(
-                            dst,
-                            &dv[xi * (c * nt + 16) + ch * nt + n * tl.t + t0..],
-                            lanes,
-                        );
-                    }
-                    let mut p = [0.0; XI * LANES];
-                    both_axes(&vt, &mut p, b);
-                    // Tiles in order, each adding its patch: a fixed order of the sums.
-                    let at = chunk_tiles(&tl, t0);
-                    for l in 0..lanes {
-                        let (ti, tj) = at[l];
-                        for i in 0..4 {
-                            let to = &mut pad[(2 * ti + i) * pw + 2 * tj..][..4];
-                            for (j, t) in to.iter_mut().enumerate() {
-                                *t += p[(4 * i + j) * LANES + l];
+/// The input gradient: `dV[ξ] = U[ξ]ᵀ · dM[ξ]`, then `dX = Σ B dV Bᵀ` over the
+/// (overlapping) patches of each plane; block by block of samples, so that a block's
+/// `dV` is still in cache for its transform.
+fn input_grad_from(u: &[f32], dm: &[f32], d: &Geom, tl: &Tiles) -> Vec<f32> {
+    let (o, c, nt, hw, pw) = (d.o, d.c, tl.nt, d.h * d.w, tl.padded_w());
+    let (sb, plane) = (samples_per_block(tl), c * hw);
+    let mut dx = pool::for_overwrite(d.n * plane);
+    for_each_piece(&mut dx, sb * plane, XI * o * nt * c, |blk, dx| {
+        let (n0, ns) = (blk * sb, dx.len() / plane);
+        let cols = ns * tl.t;
+        let vs = c * cols + 16;
+        let mut dv = pool::for_overwrite(XI * vs);
+        for xi in 0..XI {
+            gemm_into(
+                c,
+                cols,
+                o,
+                MatRef::transposed(&u[xi * o * c..][..o * c], c),
+                MatRef {
+                    data: &dm[xi * nt + n0 * tl.t..],
+                    row_stride: tl.stride(),
+                    col_stride: 1,
+                },
+                &mut dv[xi * vs..][..c * cols],
+                false,
+            );
+        }
+        for (pl, dst) in dx.chunks_exact_mut(hw).enumerate() {
+            let (nl, ch) = (pl / c, pl % c);
+            with_scratch(tl.padded_len(), |pad| {
+                crate::cpu::with_avx2_fma(|| {
+                    for t0 in (0..tl.t).step_by(LANES) {
+                        let lanes = LANES.min(tl.t - t0);
+                        let mut vt = [0.0; XI * LANES];
+                        for (xi, dst) in vt.chunks_exact_mut(LANES).enumerate() {
+                            copy_lanes(dst, &dv[xi * vs + ch * cols + nl * tl.t + t0..], lanes);
+                        }
+                        let mut p = [0.0; XI * LANES];
+                        both_axes(&vt, &mut p, b);
+                        // Tiles in order, each adding its patch: a fixed order of the sums.
+                        let at = chunk_tiles(&tl, t0);
+                        for l in 0..lanes {
+                            let (ti, tj) = at[l];
+                            for i in 0..4 {
+                                let to = &mut pad[(2 * ti + i) * pw + 2 * tj..][..4];
+                                for (j, t) in to.iter_mut().enumerate() {
+                                    *t += p[(4 * i + j) * LANES + l];
+                                }
                             }
                         }
                     }
+                });
+                for (r, row) in dst.chunks_exact_mut(d.w).enumerate() {
+                    copy_row(row, &pad[(r + 1) * pw + 1..][..d.w]);
                 }
             });
-            for (r, row) in dst.chunks_exact_mut(d.w).enumerate() {
-                copy_row(row, &pad[(r + 1) * pw + 1..][..d.w]);
-            }
-        });
+        }
+        pool::give(dv);
     });
     dx
+}
+
+/// Samples per block of the fused product-and-transform passes: about
+/// [`BLOCK_TILES`] tiles, so a block's 16 products stay in the L2 cache.
+fn samples_per_block(tl: &Tiles) -> usize {
+    (BLOCK_TILES / tl.t.max(1)).max(1)
 }
 
 #[cfg(test)]
