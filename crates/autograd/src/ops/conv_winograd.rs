@@ -14,7 +14,9 @@
 //! `dX = Σ B dV Bᵀ` (the patches overlap by two pixels), and `dU[ξ] = dM[ξ] · V[ξ]ᵀ`
 //! then `dW = Gᵀ dU G`. `V` is kept from the forward pass for the weight gradient.
 //!
-//! The transforms run on 8 tiles at a time (one 8-lane vector per tile position);
+//! The transforms run on 8 tiles at a time (one 8-lane vector per tile position),
+//! in closures forced inline into `with_avx2_fma` (left out of line, LLVM compiled
+//! them for SSE2 only);
 //! every sum is in an order fixed by the code, and the 16 products each go to one
 //! thread whole, so results do not depend on the thread count. The products read
 //! every operand in place (strided views): `V` and `dM` are stored channel-major
@@ -232,6 +234,7 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 
 /// Copies `plane` (`h × w`) into `dst` (`pw` wide) at row `off`, column `off`; the rest
 /// of `dst` is left as it was (zero).
+#[inline(always)]
 fn pad_into(plane: &[f32], h: usize, w: usize, off: usize, pw: usize, dst: &mut [f32]) {
     for (r, row) in plane.chunks_exact(w).take(h).enumerate() {
         copy_row(&mut dst[(r + off) * pw + off..][..w], row);
@@ -291,14 +294,15 @@ fn weight_grad_from(du: &[f32], d: &Geom) -> Vec<f32> {
 #[inline(always)]
 fn chunk_tiles(tl: &Tiles, t0: usize) -> [(usize, usize); LANES] {
     let (mut ti, mut tj) = (t0 / tl.tw, t0 % tl.tw);
-    std::array::from_fn(|_| {
-        let at = (ti, tj);
+    let mut out = [(0, 0); LANES];
+    for at in out.iter_mut() {
+        *at = (ti, tj);
         tj += 1;
         if tj == tl.tw {
             (ti, tj) = (ti + 1, 0);
         }
-        at
-    })
+    }
+    out
 }
 
 /// The offset of the top-left corner of the patch of tiles `t0 .. t0 + lanes` in a
@@ -306,14 +310,11 @@ fn chunk_tiles(tl: &Tiles, t0: usize) -> [(usize, usize); LANES] {
 #[inline(always)]
 fn lane_offsets(tl: &Tiles, t0: usize, lanes: usize, width: usize) -> [usize; LANES] {
     let tiles = chunk_tiles(tl, t0);
-    std::array::from_fn(|l| {
-        let (ti, tj) = tiles[l];
-        if l < lanes {
-            2 * ti * width + 2 * tj
-        } else {
-            0
-        }
-    })
+    let mut out = [0; LANES];
+    for (at, (ti, tj)) in out.iter_mut().zip(tiles).take(lanes) {
+        *at = 2 * ti * width + 2 * tj;
+    }
+    out
 }
 
 /// `src[at[l]]` for each lane, built in registers (storing the lanes one by one and
@@ -365,28 +366,31 @@ fn transform_input(x: &[f32], d: &Geom, tl: &Tiles) -> Vec<f32> {
     let mut v = pool::for_overwrite(d.c * tl.stride());
     for_each_piece(&mut v, tl.stride(), 2 * d.c * tl.stride(), |c, vc| {
         with_scratch(tl.padded_len(), |pad| {
-            crate::cpu::with_avx2_fma(|| {
-                for n in 0..d.n {
-                    let plane = &x[(n * d.c + c) * hw..][..hw];
-                    pad_into(plane, d.h, d.w, 1, pw, pad);
-                    for t0 in (0..tl.t).step_by(LANES) {
-                        let lanes = LANES.min(tl.t - t0);
-                        let mut p = [0.0; XI * LANES];
-                        let at = lane_offsets(tl, t0, lanes, pw);
-                        for i in 0..4 {
-                            for j in 0..4 {
-                                p[(4 * i + j) * LANES..][..LANES]
-                                    .copy_from_slice(&gather(&pad[i * pw + j..], &at));
+            crate::cpu::with_avx2_fma(
+                #[inline(always)]
+                || {
+                    for n in 0..d.n {
+                        let plane = &x[(n * d.c + c) * hw..][..hw];
+                        pad_into(plane, d.h, d.w, 1, pw, pad);
+                        for t0 in (0..tl.t).step_by(LANES) {
+                            let lanes = LANES.min(tl.t - t0);
+                            let mut p = [0.0; XI * LANES];
+                            let at = lane_offsets(tl, t0, lanes, pw);
+                            for i in 0..4 {
+                                for j in 0..4 {
+                                    p[(4 * i + j) * LANES..][..LANES]
+                                        .copy_from_slice(&gather(&pad[i * pw + j..], &at));
+                                }
+                            }
+                            let mut vt = [0.0; XI * LANES];
+                            both_axes(&p, &mut vt, bt);
+                            for (xi, v) in vt.chunks_exact(LANES).enumerate() {
+                                copy_lanes(&mut vc[xi * nt + n * tl.t + t0..], v, lanes);
                             }
                         }
-                        let mut vt = [0.0; XI * LANES];
-                        both_axes(&p, &mut vt, bt);
-                        for (xi, v) in vt.chunks_exact(LANES).enumerate() {
-                            copy_lanes(&mut vc[xi * nt + n * tl.t + t0..], v, lanes);
-                        }
                     }
-                }
-            })
+                },
+            )
         });
     });
     v
@@ -433,33 +437,47 @@ pub(crate) fn forward(
         for (pl, dst) in out.chunks_exact_mut(d.p()).enumerate() {
             let (nl, oc) = (pl / o, pl % o);
             let bv = bias.map_or(0.0, |b| b[oc]);
-            crate::cpu::with_avx2_fma(|| {
-                for t0 in (0..tl.t).step_by(LANES) {
-                    let lanes = LANES.min(tl.t - t0);
-                    let mut mt = [0.0; XI * LANES];
-                    for (xi, dst) in mt.chunks_exact_mut(LANES).enumerate() {
-                        copy_lanes(dst, &m[xi * ms + oc * cols + nl * tl.t + t0..], lanes);
-                    }
-                    let mut y = [0.0; 4 * LANES];
-                    output_axes(&mt, &mut y);
-                    let at = chunk_tiles(&tl, t0);
-                    for l in 0..lanes {
-                        let (ti, tj) = at[l];
-                        for ai in 0..2 {
-                            let r = 2 * ti + ai;
-                            if r >= d.oh {
-                                continue;
+            crate::cpu::with_avx2_fma(
+                #[inline(always)]
+                || {
+                    for t0 in (0..tl.t).step_by(LANES) {
+                        let lanes = LANES.min(tl.t - t0);
+                        let mut mt = [0.0; XI * LANES];
+                        for (xi, dst) in mt.chunks_exact_mut(LANES).enumerate() {
+                            copy_lanes(dst, &m[xi * ms + oc * cols + nl * tl.t + t0..], lanes);
+                        }
+                        let mut y = [0.0; 4 * LANES];
+                        output_axes(&mt, &mut y);
+                        let at = chunk_tiles(&tl, t0);
+                        if d.oh % 2 == 0 && ow % 2 == 0 {
+                            // Every tile whole: no test per element.
+                            for (l, &(ti, tj)) in at.iter().enumerate().take(lanes) {
+                                let top = &mut dst[2 * ti * ow + 2 * tj..][..ow + 2];
+                                top[0] = y[l] + bv;
+                                top[1] = y[LANES + l] + bv;
+                                top[ow] = y[2 * LANES + l] + bv;
+                                top[ow + 1] = y[3 * LANES + l] + bv;
                             }
-                            for bj in 0..2 {
-                                let col = 2 * tj + bj;
-                                if col < ow {
-                                    dst[r * ow + col] = y[(2 * ai + bj) * LANES + l] + bv;
+                            continue;
+                        }
+                        for l in 0..lanes {
+                            let (ti, tj) = at[l];
+                            for ai in 0..2 {
+                                let r = 2 * ti + ai;
+                                if r >= d.oh {
+                                    continue;
+                                }
+                                for bj in 0..2 {
+                                    let col = 2 * tj + bj;
+                                    if col < ow {
+                                        dst[r * ow + col] = y[(2 * ai + bj) * LANES + l] + bv;
+                                    }
                                 }
                             }
                         }
                     }
-                }
-            });
+                },
+            );
         }
         pool::give(m);
     });
@@ -475,27 +493,30 @@ fn transform_output_grad(g: &[f32], d: &Geom, tl: &Tiles) -> Vec<f32> {
     let mut dm = pool::for_overwrite(d.o * tl.stride());
     for_each_piece(&mut dm, tl.stride(), 2 * d.o * tl.stride(), |o, dmo| {
         with_scratch(2 * tl.th * gw, |pad| {
-            crate::cpu::with_avx2_fma(|| {
-                for n in 0..d.n {
-                    pad_into(&g[(n * d.o + o) * p..][..p], d.oh, d.ow, 0, gw, pad);
-                    for t0 in (0..tl.t).step_by(LANES) {
-                        let lanes = LANES.min(tl.t - t0);
-                        let mut y = [0.0; 4 * LANES];
-                        let at = lane_offsets(tl, t0, lanes, gw);
-                        for i in 0..2 {
-                            for j in 0..2 {
-                                y[(2 * i + j) * LANES..][..LANES]
-                                    .copy_from_slice(&gather(&pad[i * gw + j..], &at));
+            crate::cpu::with_avx2_fma(
+                #[inline(always)]
+                || {
+                    for n in 0..d.n {
+                        pad_into(&g[(n * d.o + o) * p..][..p], d.oh, d.ow, 0, gw, pad);
+                        for t0 in (0..tl.t).step_by(LANES) {
+                            let lanes = LANES.min(tl.t - t0);
+                            let mut y = [0.0; 4 * LANES];
+                            let at = lane_offsets(tl, t0, lanes, gw);
+                            for i in 0..2 {
+                                for j in 0..2 {
+                                    y[(2 * i + j) * LANES..][..LANES]
+                                        .copy_from_slice(&gather(&pad[i * gw + j..], &at));
+                                }
+                            }
+                            let mut e = [0.0; XI * LANES];
+                            output_grad_axes(&y, &mut e);
+                            for (xi, v) in e.chunks_exact(LANES).enumerate() {
+                                copy_lanes(&mut dmo[xi * nt + n * tl.t + t0..], v, lanes);
                             }
                         }
-                        let mut e = [0.0; XI * LANES];
-                        output_grad_axes(&y, &mut e);
-                        for (xi, v) in e.chunks_exact(LANES).enumerate() {
-                            copy_lanes(&mut dmo[xi * nt + n * tl.t + t0..], v, lanes);
-                        }
                     }
-                }
-            })
+                },
+            )
         });
     });
     dm
@@ -581,28 +602,31 @@ fn input_grad_from(u: &[f32], dm: &[f32], d: &Geom, tl: &Tiles) -> Vec<f32> {
         for (pl, dst) in dx.chunks_exact_mut(hw).enumerate() {
             let (nl, ch) = (pl / c, pl % c);
             with_scratch(tl.padded_len(), |pad| {
-                crate::cpu::with_avx2_fma(|| {
-                    for t0 in (0..tl.t).step_by(LANES) {
-                        let lanes = LANES.min(tl.t - t0);
-                        let mut vt = [0.0; XI * LANES];
-                        for (xi, dst) in vt.chunks_exact_mut(LANES).enumerate() {
-                            copy_lanes(dst, &dv[xi * vs + ch * cols + nl * tl.t + t0..], lanes);
-                        }
-                        let mut p = [0.0; XI * LANES];
-                        both_axes(&vt, &mut p, b);
-                        // Tiles in order, each adding its patch: a fixed order of the sums.
-                        let at = chunk_tiles(&tl, t0);
-                        for l in 0..lanes {
-                            let (ti, tj) = at[l];
-                            for i in 0..4 {
-                                let to = &mut pad[(2 * ti + i) * pw + 2 * tj..][..4];
-                                for (j, t) in to.iter_mut().enumerate() {
-                                    *t += p[(4 * i + j) * LANES + l];
+                crate::cpu::with_avx2_fma(
+                    #[inline(always)]
+                    || {
+                        for t0 in (0..tl.t).step_by(LANES) {
+                            let lanes = LANES.min(tl.t - t0);
+                            let mut vt = [0.0; XI * LANES];
+                            for (xi, dst) in vt.chunks_exact_mut(LANES).enumerate() {
+                                copy_lanes(dst, &dv[xi * vs + ch * cols + nl * tl.t + t0..], lanes);
+                            }
+                            let mut p = [0.0; XI * LANES];
+                            both_axes(&vt, &mut p, b);
+                            // Tiles in order, each adding its patch: a fixed order of the sums.
+                            let at = chunk_tiles(&tl, t0);
+                            for l in 0..lanes {
+                                let (ti, tj) = at[l];
+                                for i in 0..4 {
+                                    let to = &mut pad[(2 * ti + i) * pw + 2 * tj..][..4];
+                                    for (j, t) in to.iter_mut().enumerate() {
+                                        *t += p[(4 * i + j) * LANES + l];
+                                    }
                                 }
                             }
                         }
-                    }
-                });
+                    },
+                );
                 for (r, row) in dst.chunks_exact_mut(d.w).enumerate() {
                     copy_row(row, &pad[(r + 1) * pw + 1..][..d.w]);
                 }
