@@ -614,7 +614,7 @@ fn input_grad_from(u: &[f32], dm: &[f32], d: &Geom, tl: &Tiles) -> Vec<f32> {
                             let mut p = [0.0; XI * LANES];
                             both_axes(&vt, &mut p, b);
                             // Tiles in order, each adding its patch: a fixed order of the sums.
-                            let at = chunk_tiles(&tl, t0);
+                            let at = chunk_tiles(tl, t0);
                             for l in 0..lanes {
                                 let (ti, tj) = at[l];
                                 for i in 0..4 {
