@@ -90,6 +90,10 @@ for name, shape, training in [("batch_norm_train_4d", (3, 2, 3, 2), True),
     add(name, lambda x, w, b: F.batch_norm(x, rm, rv, w, b, training=training, momentum=0.1, eps=1e-5),
         r(*shape) * 2 + 1, r(c), r(c), extra=lambda: {"running_mean": rm, "running_var": rv})
 
+# ---- a 3x3 "same" conv2d with 8 input channels (tapegrad's Winograd path); last, so
+# the random draws of the cases above stay as they were ----
+add("conv2d_winograd", lambda x, w, b: F.conv2d(x, w, b, padding=1), r(2, 8, 6, 5), r(4, 8, 3, 3), r(4))
+
 with open(OUT, "w") as f:
     json.dump({"torch": torch.__version__, "cases": CASES}, f)
 print(f"wrote {len(CASES)} cases to {OUT}")

@@ -38,6 +38,7 @@ fn run(name: &str, x: &[Tensor]) -> (Tensor, Option<(Tensor, Tensor)>) {
         ),
         "conv2d_depthwise" => x[0].conv2d(&x[1], None, C::new().groups(3).padding(1)),
         "conv2d_1x1" => x[0].conv2d(&x[1], b, C::new()),
+        "conv2d_winograd" => x[0].conv2d(&x[1], b, C::new().padding(1)),
         "conv1d" => x[0].conv1d(&x[1], b, C::new().stride(2).padding(1)),
         "conv1d_same_groups" => x[0].conv1d(&x[1], None, C::new().same().groups(2).dilation(2)),
         "conv_transpose2d" => x[0].conv_transpose2d(&x[1], b, T::new()),
@@ -113,5 +114,5 @@ fn every_conv_and_pool_op_matches_pytorch() {
         }
         reference::check_output_and_grads(case, &inputs, &out, TOL);
     }
-    assert_eq!(cases.len(), 26);
+    assert_eq!(cases.len(), 27);
 }

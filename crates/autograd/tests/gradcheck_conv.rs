@@ -47,6 +47,16 @@ fn conv2d_gradients() {
             t[0].conv2d(&t[1], Some(&t[2]), o)
         });
     }
+    // A 3 × 3 "same" convolution with 8 input channels: the Winograd path.
+    check(
+        "conv2d winograd",
+        vec![
+            rand_t(&[2, 8, 4, 3], 7),
+            rand_t(&[3, 8, 3, 3], 8),
+            rand_t(&[3], 9),
+        ],
+        |t| t[0].conv2d(&t[1], Some(&t[2]), C::new().padding(1)),
+    );
     // Depthwise, without bias.
     check("conv2d depthwise", vec![x, rand_t(&[4, 1, 3, 3], 6)], |t| {
         t[0].conv2d(&t[1], None, C::new().groups(4).padding(1))

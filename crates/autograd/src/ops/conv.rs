@@ -14,7 +14,7 @@ use crate::ops::conv_kernels::{
 };
 use crate::ops::conv_options::{conv2d_geom, conv_transpose2d_geom, invalid};
 pub use crate::ops::conv_options::{Conv2dOptions, ConvTranspose2dOptions};
-use crate::ops::conv_samples;
+use crate::ops::{conv_samples, conv_winograd};
 use crate::pool;
 use crate::shape::Shape;
 use crate::tape::{self, Grads, Op};
@@ -27,8 +27,9 @@ pub(crate) enum ConvRecord {
         weight: Tensor,
         bias: Option<Tensor>,
         geom: Geom,
-        /// The column matrices of the forward pass, for the weight gradient (`None`
-        /// when the convolution runs sample by sample: backward rebuilds them).
+        /// The column matrices of the forward pass, for the weight gradient, or its
+        /// transformed input when it runs by Winograd (`None` when the convolution
+        /// runs sample by sample: backward rebuilds them).
         col: Option<Tensor>,
     },
     ConvTranspose2d {
@@ -50,7 +51,17 @@ impl ConvRecord {
                 col,
             } => {
                 let (want_dx, want_dw) = (grads.wants(input), grads.wants(weight));
-                if let Some(col) = col {
+                if let Some(v) = col.as_ref().filter(|_| conv_winograd::applies(d)) {
+                    let (w, v) = (weight.data(), v.data());
+                    let (dx, dw) = conv_winograd::backward(&v, &w, g, d, want_dx, want_dw);
+                    drop((w, v));
+                    if let Some(dx) = dx {
+                        grads.add(input, dx);
+                    }
+                    if let Some(dw) = dw {
+                        grads.add(weight, dw);
+                    }
+                } else if let Some(col) = col {
                     let g_cm = to_channel_major(g, d.n, d.o, d.p());
                     if want_dx {
                         grads.add(input, conv_input_grad(&g_cm, &weight.data(), d));
@@ -131,7 +142,10 @@ impl Tensor {
     ) -> Result<Tensor> {
         let d = conv2d_geom(self, weight, bias, &options)?;
         let b = bias.map(|b| b.data());
-        let (out, col) = if conv_samples::by_sample(&d) {
+        let (out, col) = if conv_winograd::applies(&d) {
+            let (out, v) = conv_winograd::forward(&self.data(), &weight.data(), b.as_deref(), &d);
+            (out, Some(v))
+        } else if conv_samples::by_sample(&d) {
             let out = conv_samples::forward(&self.data(), &weight.data(), b.as_deref(), &d);
             (out, None)
         } else {

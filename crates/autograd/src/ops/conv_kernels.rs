@@ -116,8 +116,10 @@ pub(crate) fn im2col_row(plane: &[f32], d: &Geom, row: usize, dst: &mut [f32]) {
 fn im2col_row_with(plane: &[f32], d: &Geom, row: usize, tap: Option<&Tap>, dst: &mut [f32]) {
     if let Some(tap) = tap {
         let (lo, hi) = tap.span(d);
-        let from = (lo as isize + tap.shift) as usize;
-        dst[lo..hi].copy_from_slice(&plane[from..from + hi - lo]);
+        if hi > lo {
+            let from = (lo as isize + tap.shift) as usize;
+            dst[lo..hi].copy_from_slice(&plane[from..from + hi - lo]);
+        }
         dst[..tap.rows.0 * d.ow].fill(0.0);
         dst[tap.rows.1 * d.ow..].fill(0.0);
         zero_padding_columns(dst, d, tap);
@@ -175,11 +177,15 @@ impl Tap {
 
     /// The range of output positions `t` (in one sample's plane) of the valid rows
     /// whose input position `t + shift` lies in the plane: a superset of the valid
-    /// positions that also holds the padding columns between the valid rows.
+    /// positions that also holds the padding columns between the valid rows; `(0, 0)`
+    /// when no position is valid (a plane smaller than the kernel's reach).
     fn span(&self, d: &Geom) -> (usize, usize) {
         let hw = (d.h * d.w) as isize;
         let lo = ((self.rows.0 * d.ow) as isize).max(-self.shift);
-        let hi = ((self.rows.1 * d.ow) as isize).min(hw - self.shift).max(lo);
+        let hi = ((self.rows.1 * d.ow) as isize).min(hw - self.shift);
+        if hi <= lo {
+            return (0, 0);
+        }
         (lo as usize, hi as usize)
     }
 }
@@ -246,8 +252,10 @@ pub(crate) fn col2im_plane(col: &[f32], stride: usize, d: &Geom, dst: &mut [f32]
         if is_shifted(d) {
             let tap = Tap::of(d, t);
             let (lo, hi) = tap.span(d);
-            let to = (lo as isize + tap.shift) as usize;
-            add_into(&mut dst[to..to + hi - lo], &from_row[lo..hi]);
+            if hi > lo {
+                let to = (lo as isize + tap.shift) as usize;
+                add_into(&mut dst[to..to + hi - lo], &from_row[lo..hi]);
+            }
             continue;
         }
         for_each_tap(d, t, |at, src, (lo, hi)| {
@@ -469,6 +477,8 @@ mod tests {
             (7, 5, 3, 2, 1, 1),
             (6, 6, 2, 3, 2, 2),
             (4, 4, 1, 1, 0, 1),
+            (1, 1, 3, 1, 1, 1),
+            (1, 2, 3, 1, 1, 1),
         ] {
             let d = geom(h, w, k, s, p, dil);
             let x: Vec<f32> = (0..d.n * d.c * h * w)

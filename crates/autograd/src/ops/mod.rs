@@ -12,6 +12,7 @@ pub(crate) mod conv;
 pub(crate) mod conv_kernels;
 pub(crate) mod conv_options;
 pub(crate) mod conv_samples;
+pub(crate) mod conv_winograd;
 pub(crate) mod custom;
 pub(crate) mod gemm;
 pub(crate) mod layer_norm;

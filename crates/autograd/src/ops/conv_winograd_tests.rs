@@ -1,0 +1,98 @@
+//! `conv_winograd` against the column-matrix kernels of `conv_kernels`.
+
+use super::*;
+use crate::ops::conv_kernels::{conv_forward, conv_input_grad, conv_weight_grad, to_channel_major};
+
+fn close(a: &[f32], b: &[f32], what: &str) {
+    assert_eq!(a.len(), b.len(), "{what}");
+    for (i, (x, y)) in a.iter().zip(b).enumerate() {
+        assert!(
+            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+            "{what}[{i}]: {x} vs {y}"
+        );
+    }
+}
+
+/// Winograd gives what the column-matrix kernels give: forward, both gradients,
+/// even and odd planes, a plane smaller than a tile, a tile count that is not a
+/// multiple of the lanes.
+#[test]
+fn matches_the_column_matrix_kernels() {
+    for (n, c, o, h, w) in [
+        (3, 8, 5, 8, 8),
+        (2, 9, 4, 7, 5),
+        (2, 8, 3, 1, 1),
+        (1, 8, 2, 6, 10),
+    ] {
+        let d = Geom {
+            n,
+            c,
+            h,
+            w,
+            o,
+            oh: h,
+            ow: w,
+            kh: 3,
+            kw: 3,
+            sh: 1,
+            sw: 1,
+            ph: 1,
+            pw: 1,
+            dh: 1,
+            dw: 1,
+            groups: 1,
+        };
+        assert!(applies(&d));
+        let wave = |len: usize, f: f32| {
+            (0..len)
+                .map(|i| (i as f32 * f).sin() * 2.0)
+                .collect::<Vec<f32>>()
+        };
+        let x = wave(n * c * h * w, 0.37);
+        let wt = wave(o * c * 9, 0.91);
+        let bias = wave(o, 1.3);
+        let g = wave(n * o * h * w, 0.53);
+        let (want, col) = conv_forward(&x, &wt, Some(&bias), &d);
+        let (got, v) = forward(&x, &wt, Some(&bias), &d);
+        close(&got, &want, "forward");
+        let g_cm = to_channel_major(&g, n, o, d.p());
+        let (dx, dw) = backward(&v, &wt, &g, &d, true, true);
+        close(&dx.unwrap(), &conv_input_grad(&g_cm, &wt, &d), "dx");
+        close(&dw.unwrap(), &conv_weight_grad(&col, &g_cm, &d), "dw");
+        let (dx, dw) = backward(&v, &wt, &g, &d, false, true);
+        assert!(dx.is_none() && dw.is_some());
+    }
+}
+
+#[test]
+fn applies_only_to_small_same_3x3_convolutions() {
+    let d = Geom {
+        n: 2,
+        c: 32,
+        h: 8,
+        w: 8,
+        o: 64,
+        oh: 8,
+        ow: 8,
+        kh: 3,
+        kw: 3,
+        sh: 1,
+        sw: 1,
+        ph: 1,
+        pw: 1,
+        dh: 1,
+        dw: 1,
+        groups: 1,
+    };
+    assert!(applies(&d));
+    assert!(!applies(&Geom { c: 1, ..d }));
+    assert!(!applies(&Geom { sh: 2, oh: 4, ..d }));
+    assert!(!applies(&Geom { groups: 2, ..d }));
+    assert!(!applies(&Geom {
+        h: 16,
+        w: 16,
+        oh: 16,
+        ow: 16,
+        ..d
+    }));
+}
