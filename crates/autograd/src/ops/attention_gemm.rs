@@ -1,4 +1,5 @@
-//! The small products of the attention kernels, read in place without packing.
+//! The small products of the attention kernels (and of the Winograd convolution's
+//! per-block products, `ops/conv_winograd.rs`), read in place without packing.
 //!
 //! A (batch, head) pair's products are at most `64 × 64 × D` (D = 32 in a GPT of width
 //! 128 with 4 heads): through the blocked GEMM, packing both operands and running edge

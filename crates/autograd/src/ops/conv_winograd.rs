@@ -19,10 +19,14 @@
 //! them for SSE2 only);
 //! every sum is in an order fixed by the code, and the 16 products each go to one
 //! thread whole, so results do not depend on the thread count. The products read
-//! every operand in place (strided views): `V` and `dM` are stored channel-major
+//! every operand in place (strided views); the forward and input-gradient products
+//! (`k` = 32 or 64 channels, 64 tiles a block) go through the no-pack kernel of
+//! `attention_gemm`, where packing cost as much as a third of their time, and the
+//! weight gradient's (`k` = every tile of the batch) through the blocked GEMM: `V` and `dM` are stored channel-major
 //! (`[C, 16, N · T]`, `[O, 16, N · T]`, each channel padded by a cache line) so each
 //! channel's transform writes one contiguous piece.
 
+use crate::ops::attention_gemm::{self as small, Live};
 use crate::ops::conv_kernels::Geom;
 use crate::ops::conv_samples::by_sample;
 use crate::ops::gemm::{gemm_into, MatRef};
@@ -160,18 +164,13 @@ pub(crate) fn forward(
         let ms = o * cols + 16;
         let mut m = pool::for_overwrite(XI * ms);
         for xi in 0..XI {
-            gemm_into(
-                o,
-                cols,
-                c,
+            small::product(
+                (o, cols, c),
                 MatRef::rows(&u[xi * o * c..][..o * c], c),
-                MatRef {
-                    data: &v[xi * nt + n0 * tl.t..],
-                    row_stride: tl.stride(),
-                    col_stride: 1,
-                },
-                &mut m[xi * ms..][..o * cols],
+                (&v[xi * nt + n0 * tl.t..], tl.stride()),
+                (&mut m[xi * ms..][..o * cols], cols),
                 false,
+                Live::All,
             );
         }
         let ow = d.ow;
@@ -326,18 +325,13 @@ fn input_grad_from(u: &[f32], dm: &[f32], d: &Geom, tl: &Tiles) -> Vec<f32> {
         let vs = c * cols + 16;
         let mut dv = pool::for_overwrite(XI * vs);
         for xi in 0..XI {
-            gemm_into(
-                c,
-                cols,
-                o,
+            small::product(
+                (c, cols, o),
                 MatRef::transposed(&u[xi * o * c..][..o * c], c),
-                MatRef {
-                    data: &dm[xi * nt + n0 * tl.t..],
-                    row_stride: tl.stride(),
-                    col_stride: 1,
-                },
-                &mut dv[xi * vs..][..c * cols],
+                (&dm[xi * nt + n0 * tl.t..], tl.stride()),
+                (&mut dv[xi * vs..][..c * cols], cols),
                 false,
+                Live::All,
             );
         }
         for (pl, dst) in dx.chunks_exact_mut(hw).enumerate() {
