@@ -18,6 +18,8 @@ mod blocks;
 mod crate_path;
 mod kernels;
 mod pack;
+#[cfg(target_arch = "x86_64")]
+pub(crate) use pack::transpose8;
 mod shared;
 mod split;
 

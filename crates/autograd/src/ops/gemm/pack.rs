@@ -230,10 +230,11 @@ unsafe fn interleave_avx2<const R: usize>(src: &[&[f32]; R], dst: &mut [f32]) ->
     blocks * 8
 }
 
-/// The transpose of an 8 × 8 block held as 8 rows.
+/// The transpose of an 8 × 8 block held as 8 rows (also the attention kernels' key and
+/// value tiles, `ops/attention_gemm.rs`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-fn transpose8(r: [std::arch::x86_64::__m256; 8]) -> [std::arch::x86_64::__m256; 8] {
+pub(crate) fn transpose8(r: [std::arch::x86_64::__m256; 8]) -> [std::arch::x86_64::__m256; 8] {
     use std::arch::x86_64::*;
     let t0 = _mm256_unpacklo_ps(r[0], r[1]);
     let t1 = _mm256_unpackhi_ps(r[0], r[1]);
