@@ -77,7 +77,7 @@ pub(crate) fn product(
         "attention product: operand out of bounds"
     );
     #[cfg(target_arch = "x86_64")]
-    if avx2_fma() {
+    if crate::cpu::has_avx2_fma() {
         // SAFETY: AVX2 and FMA were detected on this CPU; the operands were checked to
         // hold every element the m × n × k product reads or writes.
         unsafe { avx2::product((m, n, k), a, (b, ldb), (c, ldc), accumulate, live) };
@@ -98,7 +98,7 @@ pub(crate) fn transpose((src, ld): (&[f32], usize), rows: usize, width: usize, d
         "attention transpose: operand out of bounds"
     );
     #[cfg(target_arch = "x86_64")]
-    if avx2_fma() {
+    if crate::cpu::has_avx2_fma() {
         // SAFETY: AVX2 was detected on this CPU; both operands were checked to hold
         // every element read or written.
         unsafe { avx2::transpose((src, ld), rows, width, dst) };
@@ -129,11 +129,6 @@ fn ends_within((rows, ld, width): (usize, usize, usize), len: usize) -> bool {
     rows.checked_mul(ld)
         .and_then(|x| x.checked_add(width))
         .is_some_and(|end| end <= len)
-}
-
-#[cfg(target_arch = "x86_64")]
-fn avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// The same products with plain loops (CPUs without AVX2 + FMA, and the tests).

@@ -155,13 +155,14 @@ pub(crate) fn backward(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::ops::conv_kernels::{
         conv_forward, conv_input_grad, conv_weight_grad, to_channel_major,
     };
 
-    fn close(a: &[f32], b: &[f32], what: &str) {
+    /// Element by element within 1e-4 relative (shared with `conv_winograd`'s tests).
+    pub(crate) fn close(a: &[f32], b: &[f32], what: &str) {
         assert_eq!(a.len(), b.len(), "{what}");
         for (i, (x, y)) in a.iter().zip(b).enumerate() {
             assert!(

@@ -2,16 +2,7 @@
 
 use super::*;
 use crate::ops::conv_kernels::{conv_forward, conv_input_grad, conv_weight_grad, to_channel_major};
-
-fn close(a: &[f32], b: &[f32], what: &str) {
-    assert_eq!(a.len(), b.len(), "{what}");
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!(
-            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
-            "{what}[{i}]: {x} vs {y}"
-        );
-    }
-}
+use crate::ops::conv_samples::tests::close;
 
 /// Winograd gives what the column-matrix kernels give: forward, both gradients,
 /// even and odd planes, a plane smaller than a tile, a tile count that is not a

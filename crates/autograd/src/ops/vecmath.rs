@@ -19,7 +19,7 @@ const INV_SQRT_2PI: f32 = 0.398_942_3;
 /// `out[i] = gelu(x[i])`, exact form.
 pub(crate) fn gelu_forward(x: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
+    if crate::cpu::has_avx2_fma() {
         // SAFETY: AVX2 and FMA were detected on the running CPU.
         unsafe { avx2::forward(x, out) };
         return;
@@ -30,7 +30,7 @@ pub(crate) fn gelu_forward(x: &[f32], out: &mut [f32]) {
 /// `out[i] = g[i] · gelu'(x[i])`, exact form.
 pub(crate) fn gelu_backward(g: &[f32], x: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
+    if crate::cpu::has_avx2_fma() {
         // SAFETY: AVX2 and FMA were detected on the running CPU.
         unsafe { avx2::backward(g, x, out) };
         return;
@@ -43,7 +43,7 @@ pub(crate) fn gelu_backward(g: &[f32], x: &[f32], out: &mut [f32]) {
 /// on its value, not on its position.
 pub(crate) fn exp_in_place(x: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
+    if crate::cpu::has_avx2_fma() {
         // SAFETY: AVX2 and FMA were detected on the running CPU.
         unsafe { avx2::exp_in_place(x) };
         return;
@@ -51,11 +51,6 @@ pub(crate) fn exp_in_place(x: &mut [f32]) {
     for v in x {
         *v = v.exp();
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-fn has_avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// The portable path: `libm::erff` per element.

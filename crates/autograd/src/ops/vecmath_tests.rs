@@ -53,7 +53,7 @@ fn sweep() -> Vec<f32> {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn vector_erf_is_within_1_ulp_of_libm() {
-    if !has_avx2_fma() {
+    if !crate::cpu::has_avx2_fma() {
         return;
     }
     let xs = sweep();
@@ -77,7 +77,7 @@ fn vector_erf_is_within_1_ulp_of_libm() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn vector_exp_is_within_2_ulp_of_std() {
-    if !has_avx2_fma() {
+    if !crate::cpu::has_avx2_fma() {
         return;
     }
     let xs: Vec<f32> = (0..=200_000).map(|i| -86.6 + i as f32 * 8.76e-4).collect();

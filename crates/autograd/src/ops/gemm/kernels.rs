@@ -97,15 +97,10 @@ pub(crate) fn available() -> Vec<&'static Kernel> {
     #[allow(unused_mut)]
     let mut out = vec![&SCALAR];
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
+    if crate::cpu::has_avx2_fma() {
         out.push(&AVX2);
     }
     out
-}
-
-#[cfg(target_arch = "x86_64")]
-fn has_avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
 }
 
 /// The kernel named `wanted` among `available`, else the last (best) one. An unknown
@@ -382,6 +377,9 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn avx2_is_available_exactly_when_the_cpu_has_it() {
-        assert_eq!(available().iter().any(|k| k.name == "avx2"), has_avx2_fma());
+        assert_eq!(
+            available().iter().any(|k| k.name == "avx2"),
+            crate::cpu::has_avx2_fma()
+        );
     }
 }
