@@ -155,9 +155,7 @@ impl Block {
 pub(crate) fn forward(x: &[f32], w: &[f32], bias: Option<&[f32]>, d: &Geom) -> Vec<f32> {
     let tl = Tiles::of(d);
     let (o, c, chw) = (d.o, d.c, d.c * d.h * d.w);
-    let u = transform_weights(w, d);
-    let ut = transpose_xi(&u, o, c);
-    pool::give(u);
+    let ut = transform_weights(w, d, true);
     let plane = o * d.p();
     let mut out = pool::for_overwrite(d.n * plane);
     let work = XI * o * d.n * tl.t * c;
@@ -205,7 +203,7 @@ pub(crate) fn backward(
     let spc = blocks.div_ceil(DW_CHUNKS.min(blocks).max(1)) * tl.sb;
     let chunks = d.n.div_ceil(spc);
     let du_len = XI * o * c;
-    let u = want_dx.then(|| transform_weights(w, d));
+    let u = want_dx.then(|| transform_weights(w, d, false));
     let mut dx = if want_dx {
         pool::for_overwrite(d.n * chw)
     } else {

@@ -30,11 +30,17 @@ pub(super) fn a(y: [f32; 2]) -> [f32; 4] {
     [y[0], y[0] + y[1], y[0] - y[1], -y[1]]
 }
 
-/// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for each filter `g = w[o][c]`: `[16, O, C]`.
-pub(super) fn transform_weights(w: &[f32], d: &Geom) -> Vec<f32> {
+/// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for each filter `g = w[o][c]`: `[16, O, C]`, or its
+/// transpose `Uᵀ` (`[16, C, O]`) when `transposed`.
+pub(super) fn transform_weights(w: &[f32], d: &Geom, transposed: bool) -> Vec<f32> {
     let oc = d.o * d.c;
     let mut u = pool::for_overwrite(XI * oc);
     for (f, g) in w.chunks_exact(9).enumerate() {
+        let at = if transposed {
+            (f % d.c) * d.o + f / d.c
+        } else {
+            f
+        };
         // G g (4 × 3), then (G g) Gᵀ (4 × 4).
         let gm = |r: [f32; 3]| {
             [
@@ -48,7 +54,7 @@ pub(super) fn transform_weights(w: &[f32], d: &Geom) -> Vec<f32> {
         for i in 0..4 {
             let row = gm([cols[0][i], cols[1][i], cols[2][i]]);
             for (j, v) in row.into_iter().enumerate() {
-                u[(i * 4 + j) * oc + f] = v;
+                u[(i * 4 + j) * oc + at] = v;
             }
         }
     }
@@ -76,17 +82,4 @@ pub(super) fn weight_grad_from(du: &[f32], d: &Geom) -> Vec<f32> {
         }
     }
     dw
-}
-
-/// `Uᵀ` from `U`: each ξ's `[o, c]` matrix transposed to `[c, o]`.
-pub(super) fn transpose_xi(u: &[f32], o: usize, c: usize) -> Vec<f32> {
-    let mut ut = pool::for_overwrite(u.len());
-    for (src, dst) in u.chunks_exact(o * c).zip(ut.chunks_exact_mut(o * c)) {
-        for (oi, row) in src.chunks_exact(c).enumerate() {
-            for (ci, &x) in row.iter().enumerate() {
-                dst[ci * o + oi] = x;
-            }
-        }
-    }
-    ut
 }
