@@ -33,32 +33,56 @@ pub(super) fn a(y: [f32; 2]) -> [f32; 4] {
 /// `U[ξ][o][c] = (G g Gᵀ)[ξ]` for each filter `g = w[o][c]`: `[16, O, C]`, or its
 /// transpose `Uᵀ` (`[16, C, O]`) when `transposed`.
 pub(super) fn transform_weights(w: &[f32], d: &Geom, transposed: bool) -> Vec<f32> {
-    let oc = d.o * d.c;
+    let (o, c, oc) = (d.o, d.c, d.o * d.c);
     let mut u = pool::for_overwrite(XI * oc);
-    for (f, g) in w.chunks_exact(9).enumerate() {
-        let at = if transposed {
-            (f % d.c) * d.o + f / d.c
-        } else {
-            f
-        };
-        // G g (4 × 3), then (G g) Gᵀ (4 × 4).
-        let gm = |r: [f32; 3]| {
-            [
-                r[0],
-                0.5 * (r[0] + r[1] + r[2]),
-                0.5 * (r[0] - r[1] + r[2]),
-                r[2],
-            ]
-        };
-        let cols: [[f32; 4]; 3] = std::array::from_fn(|j| gm([g[j], g[3 + j], g[6 + j]]));
-        for i in 0..4 {
-            let row = gm([cols[0][i], cols[1][i], cols[2][i]]);
-            for (j, v) in row.into_iter().enumerate() {
-                u[(i * 4 + j) * oc + at] = v;
+    // Runs of up to 8 filters whose transforms lie side by side in every ξ slice
+    // (consecutive filters for `U`, consecutive output channels for `Uᵀ`), written 8
+    // floats at a time: one filter at a time, the 16 stores 4 · O · C bytes apart
+    // fell into the same L1 set.
+    let (runs, len) = if transposed { (c, o) } else { (1, oc) };
+    for r in 0..runs {
+        for s0 in (0..len).step_by(8) {
+            let count = 8.min(len - s0);
+            let mut t = [[0.0f32; 8]; XI];
+            for l in 0..count {
+                let f = if transposed { (s0 + l) * c + r } else { s0 + l };
+                let v = filter_transform(&w[9 * f..][..9]);
+                for (t, v) in t.iter_mut().zip(v) {
+                    t[l] = v;
+                }
+            }
+            let at = r * len + s0;
+            for (xi, t) in t.iter().enumerate() {
+                let dst = &mut u[xi * oc + at..][..count];
+                if count == 8 {
+                    dst.copy_from_slice(t);
+                } else {
+                    dst.iter_mut().zip(t).for_each(|(d, &v)| *d = v);
+                }
             }
         }
     }
     u
+}
+
+/// `G g Gᵀ` of one 3 × 3 filter, `[4 · i + j]`.
+#[inline(always)]
+fn filter_transform(g: &[f32]) -> [f32; XI] {
+    // G g (4 × 3), then (G g) Gᵀ (4 × 4).
+    let gm = |r: [f32; 3]| {
+        [
+            r[0],
+            0.5 * (r[0] + r[1] + r[2]),
+            0.5 * (r[0] - r[1] + r[2]),
+            r[2],
+        ]
+    };
+    let cols: [[f32; 4]; 3] = std::array::from_fn(|j| gm([g[j], g[3 + j], g[6 + j]]));
+    let mut out = [0.0; XI];
+    for i in 0..4 {
+        out[4 * i..4 * i + 4].copy_from_slice(&gm([cols[0][i], cols[1][i], cols[2][i]]));
+    }
+    out
 }
 
 /// `dW = Gᵀ dU G` for each filter, from `dU` (`[16, O, C]`): `[O, C, 3, 3]`.
