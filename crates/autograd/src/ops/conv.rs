@@ -27,9 +27,9 @@ pub(crate) enum ConvRecord {
         weight: Tensor,
         bias: Option<Tensor>,
         geom: Geom,
-        /// The column matrices of the forward pass, for the weight gradient, or its
-        /// transformed input when it runs by Winograd (`None` when the convolution
-        /// runs sample by sample: backward rebuilds them).
+        /// The column matrices of the forward pass, for the weight gradient (`None`
+        /// when the convolution runs by Winograd or sample by sample: backward
+        /// rebuilds what it needs from the input).
         col: Option<Tensor>,
     },
     ConvTranspose2d {
@@ -51,10 +51,10 @@ impl ConvRecord {
                 col,
             } => {
                 let (want_dx, want_dw) = (grads.wants(input), grads.wants(weight));
-                if let Some(v) = col.as_ref().filter(|_| conv_winograd::applies(d)) {
-                    let (w, v) = (weight.data(), v.data());
-                    let (dx, dw) = conv_winograd::backward(&v, &w, g, d, want_dx, want_dw);
-                    drop((w, v));
+                if conv_winograd::applies(d) {
+                    let (x, w) = (input.data(), weight.data());
+                    let (dx, dw) = conv_winograd::backward(&x, &w, g, d, want_dx, want_dw);
+                    drop((x, w));
                     if let Some(dx) = dx {
                         grads.add(input, dx);
                     }
@@ -143,8 +143,8 @@ impl Tensor {
         let d = conv2d_geom(self, weight, bias, &options)?;
         let b = bias.map(|b| b.data());
         let (out, col) = if conv_winograd::applies(&d) {
-            let (out, v) = conv_winograd::forward(&self.data(), &weight.data(), b.as_deref(), &d);
-            (out, Some(v))
+            let out = conv_winograd::forward(&self.data(), &weight.data(), b.as_deref(), &d);
+            (out, None)
         } else if conv_samples::by_sample(&d) {
             let out = conv_samples::forward(&self.data(), &weight.data(), b.as_deref(), &d);
             (out, None)

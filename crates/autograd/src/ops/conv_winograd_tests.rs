@@ -14,6 +14,8 @@ fn matches_the_column_matrix_kernels() {
         (2, 9, 4, 7, 5),
         (2, 8, 3, 1, 1),
         (1, 8, 2, 6, 10),
+        (9, 12, 10, 8, 8),
+        (5, 16, 17, 3, 9),
     ] {
         let d = Geom {
             n,
@@ -44,14 +46,23 @@ fn matches_the_column_matrix_kernels() {
         let bias = wave(o, 1.3);
         let g = wave(n * o * h * w, 0.53);
         let (want, col) = conv_forward(&x, &wt, Some(&bias), &d);
-        let (got, v) = forward(&x, &wt, Some(&bias), &d);
+        let got = forward(&x, &wt, Some(&bias), &d);
         close(&got, &want, "forward");
         let g_cm = to_channel_major(&g, n, o, d.p());
-        let (dx, dw) = backward(&v, &wt, &g, &d, true, true);
-        close(&dx.unwrap(), &conv_input_grad(&g_cm, &wt, &d), "dx");
-        close(&dw.unwrap(), &conv_weight_grad(&col, &g_cm, &d), "dw");
-        let (dx, dw) = backward(&v, &wt, &g, &d, false, true);
-        assert!(dx.is_none() && dw.is_some());
+        let (want_dx, want_dw) = (
+            conv_input_grad(&g_cm, &wt, &d),
+            conv_weight_grad(&col, &g_cm, &d),
+        );
+        let (dx, dw) = backward(&x, &wt, &g, &d, true, true);
+        close(&dx.unwrap(), &want_dx, "dx");
+        close(&dw.unwrap(), &want_dw, "dw");
+        // Each gradient alone is the same bits as both together.
+        let (dx_only, none) = backward(&x, &wt, &g, &d, true, false);
+        let (none2, dw_only) = backward(&x, &wt, &g, &d, false, true);
+        assert!(none.is_none() && none2.is_none());
+        let (dx, dw) = backward(&x, &wt, &g, &d, true, true);
+        assert_eq!(dx_only.unwrap(), dx.unwrap());
+        assert_eq!(dw_only.unwrap(), dw.unwrap());
     }
 }
 
