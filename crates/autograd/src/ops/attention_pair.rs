@@ -307,13 +307,22 @@ pub(crate) fn backward_pair(
             let keys = TILE_K.min(k_end - c0);
             let (kt, vt) = (&mut kt[..d * keys], &mut vt[..dv * keys]);
             transpose(v, c0, keys, dv, vt);
-            let (p, dp) = (&mut p_buf[..rows * keys], &mut dp_buf[..rows * keys]);
-            if let Some(probs) = probs {
-                // The forward's probabilities (one key tile: c0 = 0).
-                for (i, row) in p.chunks_exact_mut(keys).enumerate() {
-                    row.copy_from_slice(&probs[(r0 + i) * s + c0..][..keys]);
+            let dp = &mut dp_buf[..rows * keys];
+            let p: &[f32] = if let Some(probs) = probs {
+                // The forward's probabilities (one key tile: c0 = 0), read in place when
+                // the tile spans every key (rows then lie `keys` apart), else copied.
+                let saved = &probs[r0 * s..];
+                if keys == s {
+                    &saved[..rows * keys]
+                } else {
+                    let p = &mut p_buf[..rows * keys];
+                    for (i, row) in p.chunks_exact_mut(keys).enumerate() {
+                        row.copy_from_slice(&saved[i * s..][..keys]);
+                    }
+                    p
                 }
             } else {
+                let p = &mut p_buf[..rows * keys];
                 transpose(k, c0, keys, d, kt);
                 scores(g, q, (r0, rows), (c0, keys), kt, p);
                 for i in 0..rows {
@@ -334,7 +343,8 @@ pub(crate) fn backward_pair(
                     shift_row(g, row, mask.is_some(), m);
                     exp_live(&mut p[i * keys..(i + 1) * keys], live);
                 }
-            }
+                p
+            };
             // The first query tile to reach a key tile writes its gradients; later
             // ones add to them (the diagonal one under a causal mask).
             let first = if g.causal { c0 / TILE_Q * TILE_Q } else { 0 };
