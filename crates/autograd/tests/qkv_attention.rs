@@ -90,6 +90,29 @@ fn qkv_attention_equals_the_separate_ops_bit_for_bit() {
 }
 
 #[test]
+fn saved_probabilities_give_the_recomputed_gradient() {
+    // 40 positions, one key tile: the fused op's backward reads the probabilities its
+    // forward saved; the separate ops' attention recomputes them from the log-sum-exp.
+    // The forward is the same bit for bit, the gradient within float rounding.
+    for causal in [true, false] {
+        let x = rand_t(&[2, 40, 24], 13).with_requires_grad(true);
+        let x2 = x.detach().with_requires_grad(true);
+        let w = rand_t(&[2, 40, 8], 14);
+        let fused = x.qkv_attention(4, causal);
+        (&fused * &w).sum().backward();
+        let plain = unfused(&x2, 4, causal);
+        (&plain * &w).sum().backward();
+        assert_eq!(fused.to_vec(), plain.to_vec());
+        let (saved, recomputed) = (x.grad().unwrap().to_vec(), x2.grad().unwrap().to_vec());
+        let scale = recomputed.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (a, b) in saved.iter().zip(&recomputed) {
+            assert!((a - b).abs() <= 1e-5 * scale, "causal {causal}: {a} vs {b}");
+        }
+        assert!(saved != vec![0.0; saved.len()]);
+    }
+}
+
+#[test]
 fn qkv_attention_does_not_depend_on_the_thread_count() {
     let run = |threads| {
         set_num_threads(threads);

@@ -194,7 +194,7 @@ pub(crate) fn forward_one(
     let v = Rows::new(&v[g.v_index[b] * s * dv..][..s * dv], dv);
     let mask = mask.map(|(m, data)| (m, data, m.base[b]));
     let mut scratch = pool::for_overwrite(forward_scratch_len(g));
-    forward_pair(g, (q, k, v), mask, (out, dv), lse, &mut scratch);
+    forward_pair(g, (q, k, v), mask, (out, dv), lse, None, &mut scratch);
     pool::give(scratch);
 }
 
@@ -221,6 +221,14 @@ pub(crate) fn backward_one(
     let mask = mask.map(|(m, data)| (m, data, m.base[b]));
     let mut scratch = pool::for_overwrite(backward_scratch_len(g));
     let grads = PairGrads::Separate([dq, dk, dv_out]);
-    backward_pair(g, (q, k, v), mask, (out, lse, dout), grads, &mut scratch);
+    backward_pair(
+        g,
+        (q, k, v),
+        mask,
+        (out, lse, dout),
+        None,
+        grads,
+        &mut scratch,
+    );
     pool::give(scratch);
 }

@@ -11,6 +11,10 @@
 //! columns of `[B, T, E]`; the backward writes the three gradients straight into
 //! their columns of one `[B, T, 3E]` buffer, each element exactly once.
 //!
+//! When the tape records and the keys fit one tile (T ≤ 64, a GPT's context here), the
+//! forward saves each pair's probabilities (`[B, H, T, T]`, 1 MiB for w3's layer) and
+//! the backward reads them instead of recomputing `Q·Kᵀ` and its exponentials.
+//!
 //! Threads split the batch (each batch element owns a contiguous block of the output
 //! and of the gradient); a pair's arithmetic is the same whatever thread runs it, so
 //! results do not depend on the thread count.
@@ -18,9 +22,10 @@
 use crate::error::{or_panic, Result, TensorError};
 use crate::ops::attention_kernels::Geometry;
 use crate::ops::attention_pair::{
-    backward_pair, backward_scratch_len, forward_pair, forward_scratch_len, PairGrads, Rows,
+    backward_pair, backward_scratch_len, forward_pair, forward_scratch_len, saves_probs, PairGrads,
+    Rows,
 };
-use crate::parallel::{for_each_piece, for_each_piece2};
+use crate::parallel::{for_each_piece, for_each_piece2, for_each_piece3};
 use crate::pool;
 use crate::shape::Shape;
 use crate::tape::{self, Grads, Op};
@@ -65,25 +70,37 @@ fn head_inputs(dims: Dims, qkv: &[f32], h: usize) -> (Rows<'_>, Rows<'_>, Rows<'
     (at(h * d), at(e + h * d), at(2 * e + h * d))
 }
 
-/// Forward for one batch element: `qkv` (T × 3E) into `out` (T × E) and `lse` (H × T).
-fn forward_batch(dims: Dims, g: &Geometry, qkv: &[f32], out: &mut [f32], lse: &mut [f32]) {
+/// Forward for one batch element: `qkv` (T × 3E) into `out` (T × E) and `lse` (H × T),
+/// and the probabilities into `probs` (H × T × T) when given.
+fn forward_batch(
+    dims: Dims,
+    g: &Geometry,
+    qkv: &[f32],
+    (out, lse): (&mut [f32], &mut [f32]),
+    mut probs: Option<&mut [f32]>,
+) {
     let Dims { t, e, heads, d } = dims;
     let mut scratch = pool::for_overwrite(forward_scratch_len(g));
     for h in 0..heads {
         let inputs = head_inputs(dims, qkv, h);
         let lse = &mut lse[h * t..(h + 1) * t];
-        forward_pair(g, inputs, None, (&mut out[h * d..], e), lse, &mut scratch);
+        let probs = probs
+            .as_deref_mut()
+            .map(|p| &mut p[h * t * t..(h + 1) * t * t]);
+        let out = (&mut out[h * d..], e);
+        forward_pair(g, inputs, None, out, lse, probs, &mut scratch);
     }
     pool::give(scratch);
 }
 
 /// Backward for one batch element: from `qkv` (T × 3E), the saved output `out` (T × E),
-/// `lse` (H × T) and the output's gradient `dout` (T × E), writes every element of
-/// `dqkv` (T × 3E).
+/// `lse` (H × T), the saved probabilities (H × T × T, or empty) and the output's
+/// gradient `dout` (T × E), writes every element of `dqkv` (T × 3E).
 fn backward_batch(
     dims: Dims,
     g: &Geometry,
     (qkv, out, lse, dout): (&[f32], &[f32], &[f32], &[f32]),
+    probs: &[f32],
     dqkv: &mut [f32],
 ) {
     let Dims { t, e, heads, d } = dims;
@@ -100,7 +117,8 @@ fn backward_batch(
             offsets: [h * d, e + h * d, 2 * e + h * d],
         };
         let inputs = head_inputs(dims, qkv, h);
-        backward_pair(g, inputs, None, saved, grads, &mut scratch);
+        let probs = (!probs.is_empty()).then(|| &probs[h * t * t..(h + 1) * t * t]);
+        backward_pair(g, inputs, None, saved, probs, grads, &mut scratch);
     }
     pool::give(scratch);
 }
@@ -109,6 +127,8 @@ pub(crate) struct QkvAttentionRecord {
     qkv: Tensor,
     output: Tensor,
     lse: Vec<f32>,
+    /// The probabilities `[B, H, T, T]`, or empty when the forward did not save them.
+    probs: Vec<f32>,
     dims: Dims,
     causal: bool,
 }
@@ -118,6 +138,9 @@ impl Drop for QkvAttentionRecord {
     /// next step would allocate a buffer of its size again).
     fn drop(&mut self) {
         pool::give(std::mem::take(&mut self.lse));
+        if !self.probs.is_empty() {
+            pool::give(std::mem::take(&mut self.probs));
+        }
     }
 }
 
@@ -133,8 +156,9 @@ impl QkvAttentionRecord {
         {
             let (qkv_ref, out_ref) = (self.qkv.data(), self.output.data());
             // Plain slices (not `Ref`s) so that threads can share them.
-            let (qkv, out, lse) = (&*qkv_ref, &*out_ref, &self.lse[..]);
+            let (qkv, out, lse, probs) = (&*qkv_ref, &*out_ref, &self.lse[..], &self.probs[..]);
             let (te, te3, ht) = (dims.t * dims.e, dims.t * 3 * dims.e, dims.heads * dims.t);
+            let htt = if probs.is_empty() { 0 } else { ht * dims.t };
             let geom = &geom;
             for_each_piece(&mut dqkv, te3, 2 * dims.work(n), |i, dqkv| {
                 let inputs = (
@@ -143,7 +167,8 @@ impl QkvAttentionRecord {
                     &lse[i * ht..(i + 1) * ht],
                     &g_out[i * te..(i + 1) * te],
                 );
-                backward_batch(dims, geom, inputs, dqkv);
+                let probs = &probs[i * htt..(i + 1) * htt];
+                backward_batch(dims, geom, inputs, probs, dqkv);
             });
         }
         grads.add(&self.qkv, dqkv);
@@ -204,31 +229,56 @@ impl Tensor {
         let geom = dims.geometry(is_causal);
         let mut out = pool::for_overwrite(n * t * e);
         let mut lse = pool::for_overwrite(n * num_heads * t);
+        // Probabilities are saved for a backward only (and only over one key tile).
+        let save = t > 0 && saves_probs(&geom) && tape::should_record(&[self]);
+        let mut probs = if save {
+            pool::for_overwrite(n * num_heads * t * t)
+        } else {
+            Vec::new()
+        };
         if t > 0 {
             let qkv_ref = self.data();
             let qkv = &*qkv_ref;
             let (te3, geom) = (t * c, &geom);
             let pieces = ((&mut out[..], t * e), (&mut lse[..], num_heads * t));
-            for_each_piece2(pieces.0, pieces.1, dims.work(n), |i, out, lse| {
-                forward_batch(dims, geom, &qkv[i * te3..(i + 1) * te3], out, lse);
-            });
+            if save {
+                let probs = (&mut probs[..], num_heads * t * t);
+                for_each_piece3(pieces.0, pieces.1, probs, dims.work(n), |i, out, lse, p| {
+                    forward_batch(
+                        dims,
+                        geom,
+                        &qkv[i * te3..(i + 1) * te3],
+                        (out, lse),
+                        Some(p),
+                    );
+                });
+            } else {
+                for_each_piece2(pieces.0, pieces.1, dims.work(n), |i, out, lse| {
+                    forward_batch(dims, geom, &qkv[i * te3..(i + 1) * te3], (out, lse), None);
+                });
+            }
         }
         let mut out_shape = Shape::from_slice(lead);
         out_shape.extend_from_slice(&[t, e]);
         let out = Tensor::from_parts(out, out_shape);
         let saved = out.clone();
-        let mut lse = Some(lse);
+        let mut lse = Some((lse, probs));
         let out = tape::record(out, &[self], || {
+            let (lse, probs) = lse.take().expect("recorded once");
             Op::QkvAttention(QkvAttentionRecord {
                 qkv: self.clone(),
                 output: saved,
-                lse: lse.take().expect("recorded once"),
+                lse,
+                probs,
                 dims,
                 causal: is_causal,
             })
         });
-        if let Some(lse) = lse {
+        if let Some((lse, probs)) = lse {
             pool::give(lse);
+            if !probs.is_empty() {
+                pool::give(probs);
+            }
         }
         Ok(out)
     }

@@ -8,7 +8,10 @@
 //! an online softmax (running maximum, sum and output per query row) and saves the
 //! log-sum-exp of each row. The backward recomputes each tile's probabilities from it
 //! and forms `dV += Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ∘ (dP − rowsum(dO ∘ O))·scale`,
-//! `dQ += dS·K`, `dK += dSᵀ·Q`. Every product goes through `attention_gemm`, whose
+//! `dQ += dS·K`, `dK += dSᵀ·Q`. When all the keys fit one tile (`S ≤ TILE_K`, a GPT's
+//! short context), the forward can instead save the probabilities themselves
+//! (`L × S` floats, [`saves_probs`]), and the backward then skips `Q·Kᵀ`, the key
+//! transpose and the exponentials. Every product goes through `attention_gemm`, whose
 //! second operand needs contiguous rows: the key (and value) tile is transposed into
 //! scratch once per tile for `Q·Kᵀ` (and `dO·Vᵀ`). Under a causal mask the products
 //! skip the dead triangle of the diagonal tiles (`Live`).
@@ -93,6 +96,13 @@ impl PairGrads<'_> {
     }
 }
 
+/// Whether [`forward_pair`] can save a pair's probabilities for [`backward_pair`]: when
+/// every key fits one tile, each query row's probabilities are final after its one
+/// tile (no later tile rescales them).
+pub(crate) fn saves_probs(g: &Geometry) -> bool {
+    g.s <= TILE_K
+}
+
 /// Scratch floats [`forward_pair`] needs.
 pub(crate) fn forward_scratch_len(g: &Geometry) -> usize {
     TILE_Q * TILE_K + g.d * TILE_K
@@ -156,15 +166,22 @@ fn scores(
 }
 
 /// Forward for one pair: `q` (L × D), `k` (S × D), `v` (S × Dv) into `out` (L × Dv,
-/// rows `ldo` apart) and `lse` (L); `scratch` holds [`forward_scratch_len`] floats.
+/// rows `ldo` apart) and `lse` (L), and the probabilities into `probs` (L × S) when
+/// given (only where [`saves_probs`]); `scratch` holds [`forward_scratch_len`] floats.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn forward_pair(
     g: &Geometry,
     (q, k, v): (Rows, Rows, Rows),
     mask: PairMask<'_>,
     (out, ldo): (&mut [f32], usize),
     lse: &mut [f32],
+    mut probs: Option<&mut [f32]>,
     scratch: &mut [f32],
 ) {
+    assert!(
+        probs.is_none() || saves_probs(g),
+        "probabilities saved over several key tiles"
+    );
     let (l, d, dv) = (g.l, g.d, g.dv);
     let (scores_buf, kt) = scratch.split_at_mut(TILE_Q * TILE_K);
     let mut run_max = [0.0f32; TILE_Q];
@@ -223,28 +240,48 @@ pub(crate) fn forward_pair(
             let row = &mut out[(r0 + i) * ldo..][..dv];
             // A row whose keys are all masked out gives zeros (as PyTorch's CPU kernel
             // does), and `lse = -inf` makes its backward zero too.
-            if run_sum[i] > 0.0 {
+            let inv = if run_sum[i] > 0.0 {
                 let inv = 1.0 / run_sum[i];
                 row.iter_mut().for_each(|a| *a *= inv);
                 lse[r0 + i] = run_max[i] + run_sum[i].ln();
+                inv
             } else {
                 lse[r0 + i] = f32::NEG_INFINITY;
+                0.0
+            };
+            if let Some(probs) = probs.as_deref_mut() {
+                // One key tile (`saves_probs`): `scores_buf` holds this row's e^(s − max)
+                // for the keys 0..k_end, 0 where masked; keys past k_end are never seen.
+                let keys = k_end.min(TILE_K);
+                let dst = &mut probs[(r0 + i) * g.s..][..g.s];
+                let src = &scores_buf[i * keys..(i + 1) * keys];
+                for (d, &e) in dst[..keys].iter_mut().zip(src) {
+                    *d = e * inv;
+                }
+                dst[keys..].fill(0.0);
             }
         }
     }
 }
 
 /// Gradients of one pair (see [`forward_pair`]; `out` and `dout` are L × Dv) into
-/// `grads`, every element of which is written; `scratch` holds
+/// `grads`, every element of which is written, from the probabilities the forward saved
+/// (`probs`, L × S) or else recomputed from `lse`; `scratch` holds
 /// [`backward_scratch_len`] floats.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn backward_pair(
     g: &Geometry,
     (q, k, v): (Rows, Rows, Rows),
     mask: PairMask<'_>,
     (out, lse, dout): (Rows, &[f32], Rows),
+    probs: Option<&[f32]>,
     mut grads: PairGrads,
     scratch: &mut [f32],
 ) {
+    assert!(
+        probs.is_none() || saves_probs(g),
+        "probabilities saved over several key tiles"
+    );
     let (l, s, d, dv) = (g.l, g.s, g.d, g.dv);
     let (p_buf, rest) = scratch.split_at_mut(TILE_Q * TILE_K);
     let (dp_buf, rest) = rest.split_at_mut(TILE_Q * TILE_K);
@@ -269,28 +306,45 @@ pub(crate) fn backward_pair(
         for c0 in (0..k_end).step_by(TILE_K) {
             let keys = TILE_K.min(k_end - c0);
             let (kt, vt) = (&mut kt[..d * keys], &mut vt[..dv * keys]);
-            transpose(k, c0, keys, d, kt);
             transpose(v, c0, keys, dv, vt);
-            let (p, dp) = (&mut p_buf[..rows * keys], &mut dp_buf[..rows * keys]);
-            scores(g, q, (r0, rows), (c0, keys), kt, p);
-            for i in 0..rows {
-                let r = r0 + i;
-                let m = lse[r];
-                let live = if m == f32::NEG_INFINITY {
-                    // Every key of this row is masked out: no probability anywhere.
-                    0
+            let dp = &mut dp_buf[..rows * keys];
+            let p: &[f32] = if let Some(probs) = probs {
+                // The forward's probabilities (one key tile: c0 = 0), read in place when
+                // the tile spans every key (rows then lie `keys` apart), else copied.
+                let saved = &probs[r0 * s..];
+                if keys == s {
+                    &saved[..rows * keys]
                 } else {
-                    live_keys(g, r, c0, keys)
-                };
-                let (row, dead) = p[i * keys..(i + 1) * keys].split_at_mut(live);
-                dead.fill(0.0);
-                // A masked score is −∞, whose exponential is 0.
-                if mask.is_some() {
-                    row_max(g, row, r, c0, mask);
+                    let p = &mut p_buf[..rows * keys];
+                    for (i, row) in p.chunks_exact_mut(keys).enumerate() {
+                        row.copy_from_slice(&saved[i * s..][..keys]);
+                    }
+                    p
                 }
-                shift_row(g, row, mask.is_some(), m);
-                exp_live(&mut p[i * keys..(i + 1) * keys], live);
-            }
+            } else {
+                let p = &mut p_buf[..rows * keys];
+                transpose(k, c0, keys, d, kt);
+                scores(g, q, (r0, rows), (c0, keys), kt, p);
+                for i in 0..rows {
+                    let r = r0 + i;
+                    let m = lse[r];
+                    let live = if m == f32::NEG_INFINITY {
+                        // Every key of this row is masked out: no probability anywhere.
+                        0
+                    } else {
+                        live_keys(g, r, c0, keys)
+                    };
+                    let (row, dead) = p[i * keys..(i + 1) * keys].split_at_mut(live);
+                    dead.fill(0.0);
+                    // A masked score is −∞, whose exponential is 0.
+                    if mask.is_some() {
+                        row_max(g, row, r, c0, mask);
+                    }
+                    shift_row(g, row, mask.is_some(), m);
+                    exp_live(&mut p[i * keys..(i + 1) * keys], live);
+                }
+                p
+            };
             // The first query tile to reach a key tile writes its gradients; later
             // ones add to them (the diagonal one under a causal mask).
             let first = if g.causal { c0 / TILE_Q * TILE_Q } else { 0 };

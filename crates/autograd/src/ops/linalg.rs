@@ -5,7 +5,9 @@
 //! the backward products (G·Bᵀ, Aᵀ·G) and `linear`'s Wᵀ never copy a transpose.
 
 use crate::error::{or_panic, Result, TensorError};
+use crate::ops::gemm::num_threads;
 use crate::ops::gemm::{gemm_into, MatRef};
+use crate::parallel::for_each_piece;
 use crate::pool;
 use crate::shape::{
     broadcast_shapes, broadcast_strides, for_each_offset2, numel, try_numel, Shape,
@@ -149,6 +151,51 @@ pub(crate) enum LinalgRecord {
     },
 }
 
+/// `len` cut in one run per thread, rounded up to a multiple of `align`.
+fn per_thread(len: usize, align: usize) -> usize {
+    len.div_ceil(num_threads().max(1)).div_ceil(align).max(1) * align
+}
+
+/// `rows` copies of `bias`, the output that `linear`'s product then adds to: split
+/// between threads by rows (a copy: where the pieces fall changes nothing), since on 2
+/// threads this pass over the output was a serial stretch of the GPT step.
+fn bias_rows(bias: &[f32], rows: usize) -> Vec<f32> {
+    let width = bias.len();
+    let mut out = pool::for_overwrite(rows * width);
+    if width == 0 {
+        return out;
+    }
+    let piece = per_thread(rows, 8) * width;
+    for_each_piece(&mut out, piece, rows * width, |_, part| {
+        for row in part.chunks_exact_mut(width) {
+            row.copy_from_slice(bias);
+        }
+    });
+    out
+}
+
+/// The sum of the rows of `g` (rows of `width`): `linear`'s bias gradient. Each
+/// column is summed by one thread from row 0 down, as the serial loop does, so the
+/// split (by columns, one run per thread) changes no bit.
+fn column_sums(g: &[f32], width: usize) -> Vec<f32> {
+    let mut sums = pool::for_overwrite(width);
+    if width == 0 {
+        return sums;
+    }
+    let piece = per_thread(width, 16);
+    for_each_piece(&mut sums, piece, g.len(), |i, part| {
+        let c0 = i * piece;
+        let len = part.len();
+        part.fill(0.0);
+        for row in g.chunks_exact(width) {
+            for (d, &v) in part.iter_mut().zip(&row[c0..c0 + len]) {
+                *d += v;
+            }
+        }
+    });
+    sums
+}
+
 impl LinalgRecord {
     pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
         match self {
@@ -249,13 +296,7 @@ impl LinalgRecord {
                     grads.add(weight, dw);
                 }
                 if let Some(bias) = bias.as_ref().filter(|b| grads.wants(b)) {
-                    let mut db = pool::zeros(outf);
-                    for row in g.chunks_exact(outf) {
-                        for (d, &v) in db.iter_mut().zip(row) {
-                            *d += v;
-                        }
-                    }
-                    grads.add(bias, db);
+                    grads.add(bias, column_sums(g, outf));
                 }
             }
         }
@@ -332,16 +373,10 @@ impl Tensor {
         // [2^40, 0] inputs to a [2^40, 0] weight make an output that is too large.
         try_numel("linear", &shape)?;
         let rows = leading_rows(self.shape());
-        let mut out = pool::take(rows * outf);
-        match bias {
-            Some(b) => {
-                let b = b.data();
-                for _ in 0..rows {
-                    out.extend_from_slice(&b);
-                }
-            }
-            None => out.resize(rows * outf, 0.0),
-        }
+        let mut out = match bias {
+            Some(b) => bias_rows(&b.data(), rows),
+            None => pool::zeros(rows * outf),
+        };
         gemm_into(
             rows,
             outf,

@@ -6,6 +6,7 @@
 //! bits on every run whatever the thread count. Softmax subtracts the row maximum.
 
 use crate::error::{or_panic, Result, TensorError};
+use crate::parallel::for_each_piece;
 use crate::pool;
 use crate::shape::{numel, Shape};
 use crate::tape::{self, Grads, Op};
@@ -59,6 +60,27 @@ impl AxisView {
     }
     pub(crate) fn inner(&self) -> usize {
         self.inner
+    }
+
+    /// When the lines are contiguous (`inner == 1`, the last axis): calls
+    /// `f(start, line)` for every line, `line` being its `len` elements of `out` (laid
+    /// out as the input), split between threads by whole lines for large tensors, and
+    /// returns true. Each line is computed alone, so the split changes no bit; on 2
+    /// threads the GPT's cross-entropy softmax was a serial stretch. Strided lines
+    /// return false without calling `f`.
+    fn for_each_row(&self, out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync + Send) -> bool {
+        if self.inner != 1 || self.len == 0 {
+            return false;
+        }
+        const LINES_PER_PIECE: usize = 32;
+        let len = self.len;
+        let piece = LINES_PER_PIECE * len;
+        for_each_piece(out, piece, out.len(), |p, part| {
+            for (l, line) in part.chunks_exact_mut(len).enumerate() {
+                f(p * piece + l * len, line);
+            }
+        });
+        true
     }
 
     /// Calls `f(start, stride)` for every line along the axis.
@@ -169,13 +191,23 @@ impl ReduceRecord {
                 // dx = y · (g − Σ g·y)
                 let y = output.data();
                 let mut dx = pool::for_overwrite(y.len());
-                view.for_each_line(|start, stride| {
-                    let idx = (0..view.len).map(|l| start + l * stride);
-                    let dot: f32 = idx.clone().map(|i| g[i] * y[i]).sum();
-                    for i in idx {
-                        dx[i] = y[i] * (g[i] - dot);
+                let ys: &[f32] = &y;
+                let rows = view.for_each_row(&mut dx, |start, out| {
+                    let (g, y) = (&g[start..][..out.len()], &ys[start..][..out.len()]);
+                    let dot: f32 = g.iter().zip(y).map(|(&g, &y)| g * y).sum();
+                    for ((o, &g), &y) in out.iter_mut().zip(g).zip(y) {
+                        *o = y * (g - dot);
                     }
                 });
+                if !rows {
+                    view.for_each_line(|start, stride| {
+                        let idx = (0..view.len).map(|l| start + l * stride);
+                        let dot: f32 = idx.clone().map(|i| g[i] * y[i]).sum();
+                        for i in idx {
+                            dx[i] = y[i] * (g[i] - dot);
+                        }
+                    });
+                }
                 grads.add(input, dx);
             }
             ReduceRecord::LogSoftmax {
@@ -186,13 +218,23 @@ impl ReduceRecord {
                 // dx = g − softmax · Σ g
                 let y = output.data();
                 let mut dx = pool::for_overwrite(y.len());
-                view.for_each_line(|start, stride| {
-                    let idx = (0..view.len).map(|l| start + l * stride);
-                    let total: f32 = idx.clone().map(|i| g[i]).sum();
-                    for i in idx {
-                        dx[i] = g[i] - y[i].exp() * total;
+                let ys: &[f32] = &y;
+                let rows = view.for_each_row(&mut dx, |start, out| {
+                    let (g, y) = (&g[start..][..out.len()], &ys[start..][..out.len()]);
+                    let total: f32 = g.iter().copied().sum();
+                    for ((o, &g), &y) in out.iter_mut().zip(g).zip(y) {
+                        *o = g - y.exp() * total;
                     }
                 });
+                if !rows {
+                    view.for_each_line(|start, stride| {
+                        let idx = (0..view.len).map(|l| start + l * stride);
+                        let total: f32 = idx.clone().map(|i| g[i]).sum();
+                        for i in idx {
+                            dx[i] = g[i] - y[i].exp() * total;
+                        }
+                    });
+                }
                 grads.add(input, dx);
             }
         }
@@ -358,22 +400,41 @@ impl Tensor {
         let view = AxisView::new(self.shape(), axis);
         let x = self.data();
         let mut y = pool::for_overwrite(x.len());
-        view.for_each_line(|start, stride| {
-            let idx = (0..view.len).map(|l| start + l * stride);
-            let max = idx.clone().map(|i| x[i]).fold(f32::NEG_INFINITY, f32::max);
-            // An all −∞ line would give NaN from (−∞) − (−∞); PyTorch gives NaN too.
-            let total: f32 = idx.clone().map(|i| (x[i] - max).exp()).sum();
+        let xs: &[f32] = &x;
+        // The same arithmetic as the strided loop below, one contiguous line at a time.
+        let rows = view.for_each_row(&mut y, |start, out| {
+            let line = &xs[start..start + out.len()];
+            let max = line.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let total: f32 = line.iter().map(|&v| (v - max).exp()).sum();
             if log {
                 let log_total = total.ln();
-                for i in idx {
-                    y[i] = x[i] - max - log_total;
+                for (o, &v) in out.iter_mut().zip(line) {
+                    *o = v - max - log_total;
                 }
             } else {
-                for i in idx {
-                    y[i] = (x[i] - max).exp() / total;
+                for (o, &v) in out.iter_mut().zip(line) {
+                    *o = (v - max).exp() / total;
                 }
             }
         });
+        if !rows {
+            view.for_each_line(|start, stride| {
+                let idx = (0..view.len).map(|l| start + l * stride);
+                let max = idx.clone().map(|i| x[i]).fold(f32::NEG_INFINITY, f32::max);
+                // An all −∞ line would give NaN from (−∞) − (−∞); PyTorch gives NaN too.
+                let total: f32 = idx.clone().map(|i| (x[i] - max).exp()).sum();
+                if log {
+                    let log_total = total.ln();
+                    for i in idx {
+                        y[i] = x[i] - max - log_total;
+                    }
+                } else {
+                    for i in idx {
+                        y[i] = (x[i] - max).exp() / total;
+                    }
+                }
+            });
+        }
         drop(x);
         let out = Tensor::from_parts(y, self.0.shape.clone());
         let saved = out.clone();
