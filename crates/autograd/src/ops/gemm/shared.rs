@@ -37,13 +37,12 @@ const MAX_ROW_PARTS: usize = 64;
 /// Most floats of packed B the shared path holds (8 MiB: 1024² fits; the buffer is
 /// kept for the next product, so larger products take the plain split).
 const MAX_PACKED_B: usize = 1 << 21;
-/// Row parts per thread: several, so that a late or preempted thread leaves parts to
-/// the others (on a loaded host the worker often starts late, and W2's weight-gradient
-/// products, one k block each, had only 4 tasks at 2 parts per thread); not many,
-/// because a part reloads each B micro-panel into L1 for its rows only (a thread's work
-/// on gemm_256 was the same with 1, 2 or 4 parts per thread). MIN_PART_PANELS bounds
-/// the parts from below: W2's 128-row products get 24-row parts.
-const PARTS_PER_THREAD: usize = 4;
+/// Row parts per thread: more than one, so that a late or preempted thread leaves
+/// parts to the others; not many, because a part reloads each B micro-panel into L1
+/// for its rows only (a thread's work on gemm_256 was the same with 1, 2 or 4 parts
+/// per thread; 2 keeps W2's 128-row products at 36-row parts; 4 parts per thread on
+/// W2's products measured no better on a loaded 2-core host).
+const PARTS_PER_THREAD: usize = 2;
 /// Panels of B a thread claims and packs at once: a few, so that a row-major B is read
 /// a few lines of each row at a time (see `pack_rows`), while the threads
 /// still share a block's packing.
@@ -101,17 +100,12 @@ pub(super) fn plan(
         return None;
     }
     // Parts of at most MC rows (A's block stays in L2).
-    // Too few rows for parts of MIN_PART_PANELS at two parts per thread: the plain
-    // split serves better (a convolution's 32 output channels).
-    let max_panels = (bl.mc / mr).max(1);
-    if m_panels.div_ceil(2 * threads).min(max_panels) < MIN_PART_PANELS.min(max_panels) {
-        return None;
-    }
-    // Parts of at most MC rows (A's block stays in L2), at least MIN_PART_PANELS.
     let part_panels = m_panels
         .div_ceil(PARTS_PER_THREAD * threads)
-        .max(MIN_PART_PANELS)
-        .min(max_panels);
+        .clamp(1, (bl.mc / mr).max(1));
+    if part_panels < MIN_PART_PANELS.min(bl.mc / mr) {
+        return None;
+    }
     if m_panels.div_ceil(part_panels) > MAX_ROW_PARTS {
         // Rows beyond MAX_ROW_PARTS blocks of MC: the plain split has parts enough.
         return None;
