@@ -18,6 +18,7 @@ mod blocks;
 mod crate_path;
 mod kernels;
 mod pack;
+mod pack_rows;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use pack::transpose8;
 mod shared;

@@ -23,7 +23,7 @@ use std::cell::Cell;
 
 use super::blocks::{blocks, Blocks};
 use super::kernels::Kernel;
-use super::pack::{pack_a_panel, pack_b_panel};
+use super::pack_rows::{pack_a_block, pack_b_block};
 use super::shared;
 use super::split::{add_partials, k_bound, k_chunks, split_output};
 use super::MatRef;
@@ -285,18 +285,14 @@ unsafe fn block(
                 for pc in (0..k).step_by(kc_step) {
                     let kc = kc_step.min(k - pc);
                     let packed_b = &mut packed_b[..nc.div_ceil(nr) * kc * nr];
-                    for (t, panel) in packed_b.chunks_exact_mut(kc * nr).enumerate() {
-                        pack_b_panel(b, pc, kc, jc + t * nr, jc + nc, nr, simd, panel);
-                    }
+                    pack_b_block(b, pc, kc, jc, jc + nc, nr, simd, packed_b);
                     let acc = accumulate || pc > 0;
                     for rb in 0..row_blocks {
                         let p0 = rb * m_panels / row_blocks;
                         let p1 = (rb + 1) * m_panels / row_blocks;
                         let rows = (p0 * mr, (p1 * mr).min(m));
                         let packed_a = &mut packed_a[..(p1 - p0) * mr * kc];
-                        for (t, panel) in packed_a.chunks_exact_mut(mr * kc).enumerate() {
-                            pack_a_panel(a, pc, kc, rows.0 + t * mr, rows.1, mr, simd, panel);
-                        }
+                        pack_a_block(a, pc, kc, rows.0, rows.1, mr, simd, packed_a);
                         // SAFETY: the tiles of rows × columns jc..jc + nc lie in the
                         // block the caller owns.
                         unsafe {

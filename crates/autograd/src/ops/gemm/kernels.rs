@@ -193,21 +193,34 @@ unsafe fn avx2_6x16(
     }
     let z = _mm256_setzero_ps();
     let mut acc = [[z; 2]; MR];
-    // SAFETY (whole loop): p < k, so a[p·6 + i] (i < 6) and b[p·16 .. p·16 + 16] lie in
-    // the k·6 and k·16 floats the caller guarantees; unaligned loads need no alignment.
-    unsafe {
-        let mut ap = a;
-        let mut bp = b;
-        for _ in 0..k {
-            let b0 = _mm256_loadu_ps(bp);
-            let b1 = _mm256_loadu_ps(bp.add(8));
-            for (i, row) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*ap.add(i));
-                row[0] = _mm256_fmadd_ps(av, b0, row[0]);
-                row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+    if h <= 2 {
+        // A short edge tile (the last 2 rows of 128 or 512): only its rows, so it costs
+        // 4 FMAs per step instead of 12 (the same sums, in the same order).
+        // SAFETY: forwarded from the caller.
+        let rows = unsafe { avx2_rows::<2>(k, a, b) };
+        acc[..2].copy_from_slice(&rows);
+    } else if h <= 4 {
+        // SAFETY: forwarded from the caller.
+        let rows = unsafe { avx2_rows::<4>(k, a, b) };
+        acc[..4].copy_from_slice(&rows);
+    } else {
+        // SAFETY (whole loop): p < k, so a[p·6 + i] (i < 6) and b[p·16 .. p·16 + 16] lie
+        // in the k·6 and k·16 floats the caller guarantees; unaligned loads need no
+        // alignment.
+        unsafe {
+            let mut ap = a;
+            let mut bp = b;
+            for _ in 0..k {
+                let b0 = _mm256_loadu_ps(bp);
+                let b1 = _mm256_loadu_ps(bp.add(8));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_broadcast_ss(&*ap.add(i));
+                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+                }
+                ap = ap.add(MR);
+                bp = bp.add(NR);
             }
-            ap = ap.add(MR);
-            bp = bp.add(NR);
         }
     }
     if h == MR && w == NR {
@@ -246,6 +259,44 @@ unsafe fn avx2_6x16(
             }
         }
     }
+}
+
+/// The first `H` rows of [`avx2_6x16`]'s tile: Σ_p a[p·6 + i]·b[p·16 + j] for i < H,
+/// summed in order from zero, in two 8-wide halves per row.
+///
+/// # Safety
+/// `a` must point to `k·6` readable floats and `b` to `k·16`; H ≤ 6; the CPU must have
+/// AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_rows<const H: usize>(
+    k: usize,
+    a: *const f32,
+    b: *const f32,
+) -> [[std::arch::x86_64::__m256; 2]; H] {
+    use std::arch::x86_64::*;
+    const MR: usize = 6;
+    const NR: usize = 16;
+    let mut acc = [[_mm256_setzero_ps(); 2]; H];
+    // SAFETY (whole loop): p < k, so a[p·6 + i] (i < H ≤ 6) and b[p·16 .. p·16 + 16]
+    // lie in the k·6 and k·16 floats the caller guarantees; unaligned loads need no
+    // alignment.
+    unsafe {
+        let mut ap = a;
+        let mut bp = b;
+        for _ in 0..k {
+            let b0 = _mm256_loadu_ps(bp);
+            let b1 = _mm256_loadu_ps(bp.add(8));
+            for (i, row) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*ap.add(i));
+                row[0] = _mm256_fmadd_ps(av, b0, row[0]);
+                row[1] = _mm256_fmadd_ps(av, b1, row[1]);
+            }
+            ap = ap.add(MR);
+            bp = bp.add(NR);
+        }
+    }
+    acc
 }
 
 #[cfg(test)]

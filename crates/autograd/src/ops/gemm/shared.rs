@@ -7,8 +7,8 @@
 //! into row parts, several per thread, and the work into tasks (k block, row part),
 //! claimed one at a time from the pool in k-block-major order: the threads sweep one
 //! k block of B together (one block of B in the caches at a time, as in the plain
-//! loop nest), B's panels are packed by whichever thread first claims each one, and a
-//! late thread just claims fewer tasks. B is packed once in all.
+//! loop nest), B's panels are packed, a few at a time, by whichever thread first claims
+//! them, and a late thread just claims fewer tasks. B is packed once in all.
 //!
 //! A task waits only for the panels of its k block and for the task before it on the
 //! same rows (same part, previous k block: C's tiles are added to block after block,
@@ -26,7 +26,7 @@ use std::sync::OnceLock;
 use super::blis::{macro_kernel, with_buffer, OutPtr, PACK_A, PACK_B};
 use super::blocks::Blocks;
 use super::kernels::Kernel;
-use super::pack::{pack_a_panel, pack_b_panel};
+use super::pack_rows::{pack_a_block, pack_b_block};
 use super::MatRef;
 use crate::parallel;
 
@@ -40,8 +40,13 @@ const MAX_PACKED_B: usize = 1 << 21;
 /// Row parts per thread: more than one, so that a late or preempted thread leaves
 /// parts to the others; not many, because a part reloads each B micro-panel into L1
 /// for its rows only (a thread's work on gemm_256 was the same with 1, 2 or 4 parts
-/// per thread; 2 keeps W2's 128-row products at 36-row parts).
+/// per thread; 2 keeps W2's 128-row products at 36-row parts; 4 parts per thread on
+/// W2's products measured no better on a loaded 2-core host).
 const PARTS_PER_THREAD: usize = 2;
+/// Panels of B a thread claims and packs at once: a few, so that a row-major B is read
+/// a few lines of each row at a time (see `pack_rows`), while the threads
+/// still share a block's packing.
+const GROUP: usize = 4;
 /// Least micro-panels of A in a row part (unless MC holds fewer): each B micro-panel
 /// brought into L1 must serve a few tiles. Fewer rows (a convolution's 32 output
 /// channels against many pixels) take the plain split by columns, which packs only the
@@ -125,9 +130,9 @@ struct SharedB<'a> {
     nr: usize,
     simd: bool,
     plan: Plan,
-    /// The next panel (counted over all k blocks, in order) not yet claimed.
+    /// The next group of panels (counted over all k blocks, in order) not yet claimed.
     claimed: AtomicUsize,
-    /// Panels packed, per k block.
+    /// Groups of panels packed, per k block.
     done: [AtomicUsize; MAX_K_BLOCKS],
     /// Set if a thread panicked while packing or computing, so the others stop waiting
     /// for it.
@@ -158,17 +163,33 @@ impl SharedB<'_> {
         )
     }
 
-    /// Packs panel `idx` (over all k blocks) into its place.
+    /// Groups of panels per k block (the unit a thread claims and packs).
+    fn groups(&self) -> usize {
+        self.plan.n_panels.div_ceil(GROUP)
+    }
+
+    /// Packs group `idx` (over all k blocks) of up to [`GROUP`] panels into its place.
     fn pack(&self, idx: usize) {
-        let (blk, j) = (idx / self.plan.n_panels, idx % self.plan.n_panels);
+        let (blk, g) = (idx / self.groups(), idx % self.groups());
+        let (j0, j1) = (g * GROUP, ((g + 1) * GROUP).min(self.plan.n_panels));
         let (start, kc) = self.block(blk);
-        let at = start + j * kc * self.nr;
-        assert!(at + kc * self.nr <= self.len);
-        // SAFETY: the range lies in `buf` (asserted) and belongs to panel `idx` alone,
+        let (at, len) = (start + j0 * kc * self.nr, (j1 - j0) * kc * self.nr);
+        assert!(at + len <= self.len);
+        // SAFETY: the range lies in `buf` (asserted) and belongs to group `idx` alone,
         // which only the thread that claimed it writes, before anyone reads it.
-        let dst = unsafe { std::slice::from_raw_parts_mut(self.buf.add(at), kc * self.nr) };
+        let dst = unsafe { std::slice::from_raw_parts_mut(self.buf.add(at), len) };
         let pc = blk * self.plan.kc_step;
-        pack_b_panel(self.b, pc, kc, j * self.nr, self.n, self.nr, self.simd, dst);
+        let cols_end = (j1 * self.nr).min(self.n);
+        pack_b_block(
+            self.b,
+            pc,
+            kc,
+            j0 * self.nr,
+            cols_end,
+            self.nr,
+            self.simd,
+            dst,
+        );
     }
 
     /// Waits until `ready`; panics if another thread failed meanwhile (it would never
@@ -185,8 +206,8 @@ impl SharedB<'_> {
     /// up to the end of that block (a claim may land in a later block; it is packed
     /// all the same), then waits for those other threads are packing.
     fn ready(&self, blk: usize) -> &[f32] {
-        let n_panels = self.plan.n_panels;
-        let (end, total) = ((blk + 1) * n_panels, self.plan.k_blocks * n_panels);
+        let (groups, n_panels) = (self.groups(), self.plan.n_panels);
+        let (end, total) = ((blk + 1) * groups, self.plan.k_blocks * groups);
         while self.claimed.load(Ordering::Relaxed) < end {
             let idx = self.claimed.fetch_add(1, Ordering::Relaxed);
             if idx >= total {
@@ -195,9 +216,9 @@ impl SharedB<'_> {
             let guard = FailOnUnwind(&self.failed);
             self.pack(idx);
             std::mem::forget(guard);
-            self.done[idx / n_panels].fetch_add(1, Ordering::Release);
+            self.done[idx / groups].fetch_add(1, Ordering::Release);
         }
-        self.wait(|| self.done[blk].load(Ordering::Acquire) == n_panels);
+        self.wait(|| self.done[blk].load(Ordering::Acquire) == groups);
         let (start, kc) = self.block(blk);
         // SAFETY: every panel of block `blk` is written (its count is complete, read
         // with Acquire) and none is written again during the product.
@@ -250,18 +271,7 @@ pub(super) fn gemm_shared_b(
             shared.wait(|| progress[r].load(Ordering::Acquire) == blk);
             let guard = FailOnUnwind(&shared.failed);
             with_buffer(&PACK_A, (p1 - p0) * mr * kc, |packed_a| {
-                for (t, panel) in packed_a.chunks_exact_mut(mr * kc).enumerate() {
-                    pack_a_panel(
-                        a,
-                        pc,
-                        kc,
-                        rows.0 + t * mr,
-                        rows.1,
-                        mr,
-                        kernel.simd_pack,
-                        panel,
-                    );
-                }
+                pack_a_block(a, pc, kc, rows.0, rows.1, mr, kernel.simd_pack, packed_a);
                 // SAFETY: this task writes rows `rows` of `c` (m × n, row stride n), which
                 // no other task touches meanwhile: other parts have other rows, and the
                 // other k blocks of this part run before (waited for above) or after
