@@ -158,9 +158,13 @@ struct Scalars {
     eps: f32,
     bias_correction2_sqrt: f32,
     neg_step_size: f32,
+    /// AdamW's `1 − lr·weight_decay`, applied to each weight just before its update (the
+    /// same product as PyTorch's separate `param.mul_` pass, without a second sweep over
+    /// the weights); 1 otherwise, which leaves every bit unchanged.
+    decay: f32,
 }
 
-/// The elementwise Adam update of one parameter (after any decoupled decay), with the
+/// The elementwise Adam update of one parameter (decoupled decay first), with the
 /// L2 term (`L2`) and the AMSGrad maximum (`AMS`) chosen at compile time.
 #[inline(always)]
 fn update_elements<const L2: bool, const AMS: bool>(
@@ -189,7 +193,7 @@ fn update_elements<const L2: bool, const AMS: bool>(
             v[j]
         };
         let denom = second.sqrt() / k.bias_correction2_sqrt + k.eps;
-        theta[j] = addcdiv(theta[j], k.neg_step_size, m[j], denom);
+        theta[j] = addcdiv(theta[j] * k.decay, k.neg_step_size, m[j], denom);
     }
 }
 
@@ -312,7 +316,11 @@ impl<C: AdamStyle> Core<C> {
             let avg_weight = (1.0 - beta1) as f32;
             let (beta2_f, one_minus_beta2) = (beta2 as f32, (1.0 - beta2) as f32);
             let (wd, eps) = (h.weight_decay as f32, h.eps as f32);
-            let decay = (1.0 - h.lr * h.weight_decay) as f32;
+            let decay = if h.weight_decay != 0.0 && decoupled {
+                (1.0 - h.lr * h.weight_decay) as f32
+            } else {
+                1.0
+            };
             let n = grad.len();
             let m = m_buf[i].get_or_insert_with(|| vec![0.0; n]);
             let v = v_buf[i].get_or_insert_with(|| vec![0.0; n]);
@@ -333,10 +341,8 @@ impl<C: AdamStyle> Core<C> {
                 eps,
                 bias_correction2_sqrt,
                 neg_step_size,
+                decay,
             };
-            if h.weight_decay != 0.0 && decoupled {
-                theta.iter_mut().for_each(|t| *t *= decay);
-            }
             // One loop per configuration, so no branch is left inside it to stop it
             // vectorising; large parameters are shared between threads.
             let threads = tapegrad_autograd::num_threads();
