@@ -204,24 +204,8 @@ unsafe fn avx2_6x16(
         let rows = unsafe { avx2_rows::<4>(k, a, b) };
         acc[..4].copy_from_slice(&rows);
     } else {
-        // SAFETY (whole loop): p < k, so a[p·6 + i] (i < 6) and b[p·16 .. p·16 + 16] lie
-        // in the k·6 and k·16 floats the caller guarantees; unaligned loads need no
-        // alignment.
-        unsafe {
-            let mut ap = a;
-            let mut bp = b;
-            for _ in 0..k {
-                let b0 = _mm256_loadu_ps(bp);
-                let b1 = _mm256_loadu_ps(bp.add(8));
-                for (i, row) in acc.iter_mut().enumerate() {
-                    let av = _mm256_broadcast_ss(&*ap.add(i));
-                    row[0] = _mm256_fmadd_ps(av, b0, row[0]);
-                    row[1] = _mm256_fmadd_ps(av, b1, row[1]);
-                }
-                ap = ap.add(MR);
-                bp = bp.add(NR);
-            }
-        }
+        // SAFETY: forwarded from the caller.
+        acc = unsafe { avx2_rows::<MR>(k, a, b) };
     }
     if h == MR && w == NR {
         for (i, row) in acc.iter().enumerate() {
@@ -269,6 +253,7 @@ unsafe fn avx2_6x16(
 /// AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
+#[inline]
 unsafe fn avx2_rows<const H: usize>(
     k: usize,
     a: *const f32,
