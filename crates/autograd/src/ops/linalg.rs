@@ -5,9 +5,8 @@
 //! the backward products (G·Bᵀ, Aᵀ·G) and `linear`'s Wᵀ never copy a transpose.
 
 use crate::error::{or_panic, Result, TensorError};
-use crate::ops::gemm::num_threads;
 use crate::ops::gemm::{gemm_into, MatRef};
-use crate::parallel::for_each_piece;
+use crate::parallel::{elementwise_piece, for_each_piece};
 use crate::pool;
 use crate::shape::{
     broadcast_shapes, broadcast_strides, for_each_offset2, numel, try_numel, Shape,
@@ -151,11 +150,6 @@ pub(crate) enum LinalgRecord {
     },
 }
 
-/// `len` cut in one run per thread, rounded up to a multiple of `align`.
-fn per_thread(len: usize, align: usize) -> usize {
-    len.div_ceil(num_threads().max(1)).div_ceil(align).max(1) * align
-}
-
 /// `rows` copies of `bias`, the output that `linear`'s product then adds to: split
 /// between threads by rows (a copy: where the pieces fall changes nothing), since on 2
 /// threads this pass over the output was a serial stretch of the GPT step.
@@ -165,7 +159,7 @@ fn bias_rows(bias: &[f32], rows: usize) -> Vec<f32> {
     if width == 0 {
         return out;
     }
-    let piece = per_thread(rows, 8) * width;
+    let piece = elementwise_piece(rows, 8) * width;
     for_each_piece(&mut out, piece, rows * width, |_, part| {
         for row in part.chunks_exact_mut(width) {
             row.copy_from_slice(bias);
@@ -182,7 +176,7 @@ fn column_sums(g: &[f32], width: usize) -> Vec<f32> {
     if width == 0 {
         return sums;
     }
-    let piece = per_thread(width, 16);
+    let piece = elementwise_piece(width, 16);
     for_each_piece(&mut sums, piece, g.len(), |i, part| {
         let c0 = i * piece;
         let len = part.len();

@@ -17,7 +17,7 @@
 //! from a second thread) runs its parts on the calling thread, with the same results.
 
 mod pieces;
-pub(crate) use pieces::{for_each_piece, for_each_piece2, for_each_piece3};
+pub(crate) use pieces::{elementwise_piece, for_each_piece, for_each_piece2, for_each_piece3};
 
 use std::any::Any;
 use std::cell::Cell;

@@ -151,9 +151,8 @@ pub(crate) fn for_each_piece3<A: Send, B: Send, C: Send>(
 }
 
 /// The piece length that gives each thread about one piece of `len` elements, rounded
-/// up to a multiple of `align`: for elementwise maps, whose result does not depend on
-/// where the pieces fall.
-#[cfg(test)]
+/// up to a multiple of `align`: for work whose result does not depend on where the
+/// pieces fall (elementwise maps, `linear`'s bias rows and per-column bias sums).
 pub(crate) fn elementwise_piece(len: usize, align: usize) -> usize {
     let threads = num_threads().max(1);
     len.div_ceil(threads).div_ceil(align).max(1) * align
