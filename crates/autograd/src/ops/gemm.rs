@@ -135,6 +135,47 @@ pub(crate) fn gemm_into(
     dst: &mut [f32],
     accumulate: bool,
 ) {
+    gemm_from(m, n, k, a, b, dst, (accumulate, None));
+}
+
+/// `dst[i][j] = bias[j] + (a · b)[i][j]` for `a` m×k, `b` k×n, `bias` of n floats:
+/// `linear`'s forward. Bit for bit the same as copying `bias` into every row of `dst`
+/// and then `gemm_into(.., true)`; the blocked GEMM adds the bias as it stores its
+/// first k block instead of making that pass over the output.
+pub(crate) fn gemm_bias_into(
+    (m, n, k): (usize, usize, usize),
+    a: MatRef,
+    b: MatRef,
+    bias: &[f32],
+    dst: &mut [f32],
+) {
+    assert_eq!(bias.len(), n, "gemm_bias_into: the bias needs n floats");
+    gemm_from(m, n, k, a, b, dst, (false, Some(bias)));
+}
+
+/// For the paths without a bias epilogue: copies `bias`, if any, into each of the `m`
+/// rows of `dst`; returns whether the product must then add to `dst`.
+fn prefill(dst: &mut [f32], m: usize, (accumulate, bias): (bool, Option<&[f32]>)) -> bool {
+    let Some(bias) = bias else {
+        return accumulate;
+    };
+    for row in dst.chunks_exact_mut(bias.len()).take(m) {
+        row.copy_from_slice(bias);
+    }
+    true
+}
+
+/// [`gemm_into`] or [`gemm_bias_into`]: C kept when `accumulate`, else started from the
+/// bias row when given, else from zero.
+fn gemm_from(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: MatRef,
+    b: MatRef,
+    dst: &mut [f32],
+    (accumulate, bias): (bool, Option<&[f32]>),
+) {
     assert!(
         m.checked_mul(n).is_some_and(|mn| dst.len() >= mn) && a.fits(m, k) && b.fits(k, n),
         "gemm_into: operand out of bounds"
@@ -143,12 +184,13 @@ pub(crate) fn gemm_into(
         return;
     }
     if k == 0 {
-        if !accumulate {
+        if !prefill(dst, m, (accumulate, bias)) {
             dst[..m * n].fill(0.0);
         }
         return;
     }
     if (m * n).saturating_mul(k) <= SMALL_PRODUCT {
+        let accumulate = prefill(dst, m, (accumulate, bias));
         small_gemm(n, k, a, b, &mut dst[..m * n], accumulate);
         return;
     }
@@ -160,8 +202,11 @@ pub(crate) fn gemm_into(
     let threads = if parallel { num_threads() } else { 1 };
     let dst = &mut dst[..m * n];
     match backend() {
-        Backend::Ours(kernel) => blis::gemm(kernel, m, n, k, a, b, dst, accumulate, threads),
-        Backend::Crate => crate_path::gemm(m, n, k, a, b, dst, accumulate, threads),
+        Backend::Ours(kernel) => blis::gemm(kernel, m, n, k, a, b, dst, accumulate, bias, threads),
+        Backend::Crate => {
+            let accumulate = prefill(dst, m, (accumulate, bias));
+            crate_path::gemm(m, n, k, a, b, dst, accumulate, threads)
+        }
     }
 }
 
@@ -355,6 +400,33 @@ mod tests {
             }
             gemm_into(m, n, k, ar, br, &mut out, false);
             assert_eq!(out, want);
+        }
+    }
+
+    #[test]
+    fn a_bias_gives_the_bits_of_copying_it_first() {
+        // The small loops, k = 0, the blocked GEMM (one and two k blocks), the k split.
+        for (m, n, k) in [
+            (7, 5, 9),
+            (4, 3, 0),
+            (37, 29, 41),
+            (70, 40, 300),
+            (9, 7, 2000),
+        ] {
+            let a: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 7) % 13) as f32 * 0.37 - 2.0)
+                .collect();
+            let b: Vec<f32> = (0..k * n)
+                .map(|i| ((i * 5) % 11) as f32 * 0.91 - 4.0)
+                .collect();
+            let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.13 - 1.0).collect();
+            let (ar, br) = (MatRef::rows(&a, k), MatRef::transposed(&b, k));
+            let mut want: Vec<f32> = bias.iter().copied().cycle().take(m * n).collect();
+            gemm_into(m, n, k, ar, br, &mut want, true);
+            let mut got = vec![f32::NAN; m * n];
+            gemm_bias_into((m, n, k), ar, br, &bias, &mut got);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{m}x{n}x{k}");
         }
     }
 

@@ -5,7 +5,7 @@
 //! the backward products (G·Bᵀ, Aᵀ·G) and `linear`'s Wᵀ never copy a transpose.
 
 use crate::error::{or_panic, Result, TensorError};
-use crate::ops::gemm::{gemm_into, MatRef};
+use crate::ops::gemm::{gemm_bias_into, gemm_into, MatRef};
 use crate::parallel::{elementwise_piece, for_each_piece};
 use crate::pool;
 use crate::shape::{
@@ -148,24 +148,6 @@ pub(crate) enum LinalgRecord {
         weight: Tensor,
         bias: Option<Tensor>,
     },
-}
-
-/// `rows` copies of `bias`, the output that `linear`'s product then adds to: split
-/// between threads by rows (a copy: where the pieces fall changes nothing), since on 2
-/// threads this pass over the output was a serial stretch of the GPT step.
-fn bias_rows(bias: &[f32], rows: usize) -> Vec<f32> {
-    let width = bias.len();
-    let mut out = pool::for_overwrite(rows * width);
-    if width == 0 {
-        return out;
-    }
-    let piece = elementwise_piece(rows, 8) * width;
-    for_each_piece(&mut out, piece, rows * width, |_, part| {
-        for row in part.chunks_exact_mut(width) {
-            row.copy_from_slice(bias);
-        }
-    });
-    out
 }
 
 /// The sum of the rows of `g` (rows of `width`): `linear`'s bias gradient. Each
@@ -367,19 +349,14 @@ impl Tensor {
         // [2^40, 0] inputs to a [2^40, 0] weight make an output that is too large.
         try_numel("linear", &shape)?;
         let rows = leading_rows(self.shape());
-        let mut out = match bias {
-            Some(b) => bias_rows(&b.data(), rows),
-            None => pool::zeros(rows * outf),
-        };
-        gemm_into(
-            rows,
-            outf,
-            inf,
-            MatRef::rows(&self.data(), inf),
-            MatRef::transposed(&weight.data(), inf),
-            &mut out,
-            bias.is_some(),
-        );
+        // Every element is written by the product (the bias added as it stores).
+        let mut out = pool::for_overwrite(rows * outf);
+        let (x, w) = (self.data(), weight.data());
+        let (x, wt) = (MatRef::rows(&x, inf), MatRef::transposed(&w, inf));
+        match bias {
+            Some(b) => gemm_bias_into((rows, outf, inf), x, wt, &b.data(), &mut out),
+            None => gemm_into(rows, outf, inf, x, wt, &mut out, false),
+        }
         let out = Tensor::from_parts(out, shape);
         let inputs: &[&Tensor] = match bias {
             Some(b) => &[self, weight, b],

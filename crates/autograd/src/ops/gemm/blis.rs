@@ -22,7 +22,7 @@
 use std::cell::Cell;
 
 use super::blocks::{blocks, Blocks};
-use super::kernels::Kernel;
+use super::kernels::{Kernel, Store};
 use super::pack_rows::{pack_a_block, pack_b_block};
 use super::shared;
 use super::split::{add_partials, k_bound, k_chunks, split_output};
@@ -82,7 +82,8 @@ unsafe impl Send for OutPtr {}
 // SAFETY: as above; the pointer itself is only read.
 unsafe impl Sync for OutPtr {}
 
-/// `c[m×n] = a·b`, or `c += a·b` when `accumulate`, with `kernel`, on up to `threads`
+/// `c[m×n] = a·b`, or `c += a·b` when `accumulate`, or `c[i][j] = bias[j] + (a·b)[i][j]`
+/// when `bias` is given (and not `accumulate`), with `kernel`, on up to `threads`
 /// threads. `c` is contiguous row-major; m, n, k > 0 and the views fit (checked by the
 /// caller, asserted here).
 #[allow(clippy::too_many_arguments)]
@@ -95,10 +96,11 @@ pub(crate) fn gemm(
     b: MatRef,
     c: &mut [f32],
     accumulate: bool,
+    bias: Option<&[f32]>,
     threads: usize,
 ) {
     let bl = blocks(kernel.mr, kernel.nr);
-    gemm_with(kernel, bl, (m, n, k), a, b, c, accumulate, threads);
+    gemm_with(kernel, bl, (m, n, k), a, b, c, (accumulate, bias), threads);
 }
 
 /// [`gemm`] with the cache blocks given (tests use small ones to reach every loop).
@@ -110,13 +112,15 @@ pub(super) fn gemm_with(
     a: MatRef,
     b: MatRef,
     c: &mut [f32],
-    accumulate: bool,
+    (accumulate, bias): (bool, Option<&[f32]>),
     threads: usize,
 ) {
     assert!(
         m > 0 && n > 0 && k > 0 && c.len() >= m * n && a.fits(m, k) && b.fits(k, n),
         "gemm: operand out of bounds"
     );
+    // Accumulating keeps C, so a bias would be added twice: only one of them.
+    assert!(bias.is_none_or(|b| b.len() >= n && !accumulate));
     let chunks = k_chunks(m, n, k);
     if chunks > 1 {
         split_k(
@@ -126,13 +130,13 @@ pub(super) fn gemm_with(
             chunks,
             (a, b),
             c,
-            accumulate,
+            (accumulate, bias),
             threads,
         );
         return;
     }
     if let Some(plan) = shared::plan(kernel, bl, (m, n, k), threads) {
-        shared::gemm_shared_b(kernel, plan, (m, n, k), a, b, c, accumulate);
+        shared::gemm_shared_b(kernel, plan, (m, n, k), a, b, c, (accumulate, bias));
         return;
     }
     let (mr, nr) = (kernel.mr, kernel.nr);
@@ -164,7 +168,7 @@ pub(super) fn gemm_with(
                 b_part,
                 OutPtr(out.at(i0 * n + j0)),
                 n,
-                accumulate,
+                (accumulate, bias.map(|b| &b[j0..j1])),
             )
         };
     };
@@ -177,7 +181,7 @@ pub(super) fn gemm_with(
 }
 
 /// A small C with a long k: chunk 0 of k goes into C itself (adding to it when
-/// `accumulate`), chunk t > 0 into partial product t − 1 of a pooled buffer, each chunk
+/// `accumulate`, to the bias when given), chunk t > 0 into partial product t − 1 of a pooled buffer, each chunk
 /// by one thread over the whole of C; then the partials are added to C in order. The
 /// same chunks and the same order run on 1 thread, so no bit depends on the threads.
 #[allow(clippy::too_many_arguments)]
@@ -188,7 +192,7 @@ fn split_k(
     chunks: usize,
     (a, b): (MatRef, MatRef),
     c: &mut [f32],
-    accumulate: bool,
+    start: (bool, Option<&[f32]>),
     threads: usize,
 ) {
     let mn = m * n;
@@ -201,7 +205,7 @@ fn split_k(
             (a, b),
             c,
             partials,
-            accumulate,
+            start,
             threads,
         )
     });
@@ -217,7 +221,7 @@ fn split_k_into(
     (a, b): (MatRef, MatRef),
     c: &mut [f32],
     partials: &mut [f32],
-    accumulate: bool,
+    start: (bool, Option<&[f32]>),
     threads: usize,
 ) {
     let mn = m * n;
@@ -234,8 +238,8 @@ fn split_k_into(
             ..b
         };
         let (dst, acc) = match t {
-            0 => (out, accumulate),
-            _ => (OutPtr(spare.at((t - 1) * mn)), false),
+            0 => (out, start),
+            _ => (OutPtr(spare.at((t - 1) * mn)), (false, None)),
         };
         // SAFETY: chunk 0 writes `c` (m × n, row stride n, asserted by the caller) and
         // chunk t > 0 the (t − 1)-th m × n slice of `partials`; no two chunks share one.
@@ -249,8 +253,9 @@ fn split_k_into(
     add_partials(&mut c[..mn], &partials[..(chunks - 1) * mn]);
 }
 
-/// One thread's share: `c[m×n] (+)= a·b` for `(m, n, k) = dims`, C at `c` with row
-/// stride `ldc`, in the BLIS loop order (column blocks, k blocks packing B, row blocks
+/// One thread's share: `c[m×n] (+)= a·b` for `(m, n, k) = dims` (C kept when the first
+/// of `start` says accumulate, else starting from its bias row if given, else from
+/// zero), C at `c` with row stride `ldc`, in the BLIS loop order (column blocks, k blocks packing B, row blocks
 /// packing A, the macro-kernel).
 ///
 /// # Safety
@@ -265,7 +270,7 @@ unsafe fn block(
     b: MatRef,
     c: OutPtr,
     ldc: usize,
-    accumulate: bool,
+    (accumulate, bias): (bool, Option<&[f32]>),
 ) {
     let (mr, nr) = (kernel.mr, kernel.nr);
     let m_panels = m.div_ceil(mr);
@@ -286,7 +291,8 @@ unsafe fn block(
                     let kc = kc_step.min(k - pc);
                     let packed_b = &mut packed_b[..nc.div_ceil(nr) * kc * nr];
                     pack_b_block(b, pc, kc, jc, jc + nc, nr, simd, packed_b);
-                    let acc = accumulate || pc > 0;
+                    // Later k blocks add to what the first stored.
+                    let start = (accumulate || pc > 0, bias.map(|b| &b[jc..jc + nc]));
                     for rb in 0..row_blocks {
                         let p0 = rb * m_panels / row_blocks;
                         let p1 = (rb + 1) * m_panels / row_blocks;
@@ -305,7 +311,7 @@ unsafe fn block(
                                 (jc, jc + nc),
                                 c,
                                 ldc,
-                                acc,
+                                start,
                             )
                         }
                     }
@@ -318,7 +324,8 @@ unsafe fn block(
 /// Runs the micro-kernel over every tile of rows `rows.0..rows.1` × columns
 /// `cols.0..cols.1` of C, from packed A panels (`rows` from its first) and packed B
 /// panels (`cols` from its first). Edge tiles go to the kernel too, which stores only their corner, with
-/// the same arithmetic as full ones.
+/// the same arithmetic as full ones. The tiles add to C when `accumulate`, else to
+/// `bias` (`bias[j - cols.0]` for column j) when given, else they overwrite C.
 ///
 /// # Safety
 /// `c` must point to a row-major matrix of row stride `ldc` containing that block,
@@ -333,12 +340,19 @@ pub(super) unsafe fn macro_kernel(
     cols: (usize, usize),
     c: OutPtr,
     ldc: usize,
-    accumulate: bool,
+    (accumulate, bias): (bool, Option<&[f32]>),
 ) {
     let (mr, nr) = (kernel.mr, kernel.nr);
+    assert!(bias.is_none_or(|b| b.len() >= cols.1 - cols.0));
     for (jp, b_panel) in packed_b.chunks_exact(kc * nr).enumerate() {
         let j = cols.0 + jp * nr;
         let w = nr.min(cols.1 - j);
+        let store = match bias {
+            _ if accumulate => Store::Add,
+            // The w floats from column j lie in the bias (asserted above).
+            Some(b) => Store::AddRow(b[j - cols.0..].as_ptr()),
+            None => Store::Write,
+        };
         for (ip, a_panel) in packed_a.chunks_exact(kc * mr).enumerate() {
             let i = rows.0 + ip * mr;
             let h = mr.min(rows.1 - i);
@@ -353,7 +367,7 @@ pub(super) unsafe fn macro_kernel(
                     c.at(i * ldc + j),
                     ldc,
                     (h, w),
-                    accumulate,
+                    store,
                 )
             };
         }

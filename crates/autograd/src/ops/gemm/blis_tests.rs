@@ -1,7 +1,7 @@
 //! Tests of the blocked driver: every kernel and layout against an f64 triple loop,
 //! small blocks reaching every loop, the k split, bit-identical results across threads.
 
-use super::super::kernels::available;
+use super::super::kernels::{available, Kernel};
 use super::*;
 
 /// The plain triple loop in f64, the reference for every path.
@@ -71,7 +71,16 @@ fn check_with(blocks_given: Option<Blocks>, m: usize, n: usize, k: usize) {
                 for threads in [1, 2, 3] {
                     let mut c = c0.clone();
                     c.push(99.0);
-                    gemm_with(kernel, bl, (m, n, k), a, b, &mut c, accumulate, threads);
+                    gemm_with(
+                        kernel,
+                        bl,
+                        (m, n, k),
+                        a,
+                        b,
+                        &mut c,
+                        (accumulate, None),
+                        threads,
+                    );
                     assert_eq!(c[m * n], 99.0, "wrote past the output");
                     c.pop();
                     for (idx, (&got, &w)) in c.iter().zip(&want).enumerate() {
@@ -91,7 +100,39 @@ fn check_with(blocks_given: Option<Blocks>, m: usize, n: usize, k: usize) {
                     }
                 }
             }
+            check_bias(kernel, bl, (m, n, k), a, b);
         }
+    }
+}
+
+/// A bias added in the store gives the bits of copying it into every row and then
+/// accumulating, on 1, 2 and 3 threads, and writes nothing past the output.
+fn check_bias(kernel: &Kernel, bl: Blocks, (m, n, k): (usize, usize, usize), a: MatRef, b: MatRef) {
+    let bias = values(n, 4);
+    let mut want: Vec<f32> = bias.iter().copied().cycle().take(m * n).collect();
+    gemm_with(kernel, bl, (m, n, k), a, b, &mut want, (true, None), 1);
+    for threads in [1, 2, 3] {
+        let mut c = values(m * n + 1, 5);
+        c[m * n] = 99.0;
+        gemm_with(
+            kernel,
+            bl,
+            (m, n, k),
+            a,
+            b,
+            &mut c,
+            (false, Some(&bias)),
+            threads,
+        );
+        assert_eq!(c[m * n], 99.0, "wrote past the output");
+        assert!(
+            c[..m * n]
+                .iter()
+                .zip(&want)
+                .all(|(g, w)| g.to_bits() == w.to_bits()),
+            "{} {m}x{n}x{k} threads {threads}: the bias epilogue changed the bits",
+            kernel.name
+        );
     }
 }
 
@@ -174,11 +215,11 @@ fn b_packed_once_inside_a_busy_pool() {
     let (a, b) = (values(m * k, 1), values(k * n, 2));
     let (a, b) = (MatRef::rows(&a, k), MatRef::rows(&b, n));
     let mut want = vec![0.0; m * n];
-    gemm_with(kernel, tiny, (m, n, k), a, b, &mut want, false, 1);
+    gemm_with(kernel, tiny, (m, n, k), a, b, &mut want, (false, None), 1);
     let outs: Vec<std::sync::Mutex<Vec<f32>>> = (0..3).map(|_| Default::default()).collect();
     crate::parallel::for_each_part(3, |i| {
         let mut c = vec![0.0; m * n];
-        gemm_with(kernel, tiny, (m, n, k), a, b, &mut c, false, 2);
+        gemm_with(kernel, tiny, (m, n, k), a, b, &mut c, (false, None), 2);
         *outs[i].lock().unwrap() = c;
     });
     for out in &outs {
@@ -205,7 +246,7 @@ fn column_blocks_beyond_nc() {
         let b = values(k * n, 5);
         let (a, b) = (MatRef::rows(&a, k), MatRef::rows(&b, n));
         let mut c = vec![0.0; m * n];
-        gemm(kernel, m, n, k, a, b, &mut c, false, 2);
+        gemm(kernel, m, n, k, a, b, &mut c, false, None, 2);
         let want = reference(m, n, k, a, b, &vec![0.0; m * n]);
         assert!(
             c.iter()
@@ -234,7 +275,7 @@ fn buffers_are_reused_between_calls() {
     let mut c = vec![0.0; 40 * 50];
     let mut product_then_address = || {
         let (a, b) = (MatRef::rows(&a, 30), MatRef::rows(&b, 50));
-        gemm(kernel, 40, 50, 30, a, b, &mut c, false, 1);
+        gemm(kernel, 40, 50, 30, a, b, &mut c, false, None, 1);
         pack_b_address()
     };
     let ptr = product_then_address();

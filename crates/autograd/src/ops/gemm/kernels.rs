@@ -12,15 +12,29 @@
 /// the `gemm` crate backend).
 pub(crate) const KERNEL_ENV: &str = "TAPEGRAD_GEMM_KERNEL";
 
-/// `c[i·rs_c + j] (+)= Σ_p a[p·MR + i]·b[p·NR + j]` for `i < h`, `j < w` of the
-/// kernel's MR × NR tile, `(h, w) = tile`: an edge tile (h < MR or w < NR) is summed
-/// like a full one and only its h × w corner stored, so nothing outside it is touched.
+/// How a micro-kernel stores its tile's sums `s[i][j]`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Store {
+    /// `c[i][j] = s[i][j]`.
+    Write,
+    /// `c[i][j] = c[i][j] + s[i][j]`.
+    Add,
+    /// `c[i][j] = row[j] + s[i][j]`, `row` pointing at the tile's first column: `linear`'s
+    /// bias, added in the first k block's store. The same sum, in the same order, as
+    /// copying the bias into C first and then adding (`Add`), without the pass over C.
+    AddRow(*const f32),
+}
+
+/// `c[i·rs_c + j] = Σ_p a[p·MR + i]·b[p·NR + j]` (added as `store` says) for `i < h`,
+/// `j < w` of the kernel's MR × NR tile, `(h, w) = tile`: an edge tile (h < MR or
+/// w < NR) is summed like a full one and only its h × w corner stored, so nothing
+/// outside it is touched.
 ///
 /// # Safety
 /// `a` must point to `k·MR` readable floats, `b` to `k·NR`, and `c` to an h × w tile
 /// with row stride `rs_c` that the caller may read and write, touched by no one else
-/// during the call; 1 ≤ h ≤ MR, 1 ≤ w ≤ NR; the CPU must have the kernel's instruction
-/// set.
+/// during the call; with [`Store::AddRow`], its pointer to `w` readable floats;
+/// 1 ≤ h ≤ MR, 1 ≤ w ≤ NR; the CPU must have the kernel's instruction set.
 pub(crate) type KernelFn = unsafe fn(
     k: usize,
     a: *const f32,
@@ -28,7 +42,7 @@ pub(crate) type KernelFn = unsafe fn(
     c: *mut f32,
     rs_c: usize,
     tile: (usize, usize),
-    accumulate: bool,
+    store: Store,
 );
 
 /// A micro-kernel and its tile shape.
@@ -63,11 +77,11 @@ impl Kernel {
         c: *mut f32,
         rs_c: usize,
         tile: (usize, usize),
-        accumulate: bool,
+        store: Store,
     ) {
         debug_assert!((1..=self.mr).contains(&tile.0) && (1..=self.nr).contains(&tile.1));
         // SAFETY: forwarded from the caller; the ISA was checked when `self` was handed out.
-        unsafe { (self.func)(k, a, b, c, rs_c, tile, accumulate) }
+        unsafe { (self.func)(k, a, b, c, rs_c, tile, store) }
     }
 }
 
@@ -135,7 +149,7 @@ unsafe fn scalar_4x8(
     c: *mut f32,
     rs_c: usize,
     (h, w): (usize, usize),
-    accumulate: bool,
+    store: Store,
 ) {
     const MR: usize = 4;
     const NR: usize = 8;
@@ -157,10 +171,24 @@ unsafe fn scalar_4x8(
     for (i, row) in acc.iter().enumerate().take(h) {
         for (j, &v) in row.iter().enumerate().take(w) {
             // SAFETY: (i, j) with i < h, j < w lies in the tile the caller handed over.
-            unsafe {
-                let dst = c.add(i * rs_c + j);
-                *dst = if accumulate { *dst + v } else { v };
-            }
+            unsafe { store_one(c.add(i * rs_c + j), j, v, store) };
+        }
+    }
+}
+
+/// Stores one element `v` of column `j` of a tile at `dst`, as `store` says.
+///
+/// # Safety
+/// `dst` must be writable (and readable for [`Store::Add`]); with [`Store::AddRow`],
+/// its pointer must hold more than `j` readable floats.
+#[inline(always)]
+unsafe fn store_one(dst: *mut f32, j: usize, v: f32, store: Store) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        *dst = match store {
+            Store::Write => v,
+            Store::Add => *dst + v,
+            Store::AddRow(row) => *row.add(j) + v,
         }
     }
 }
@@ -179,7 +207,7 @@ unsafe fn avx2_6x16(
     c: *mut f32,
     rs_c: usize,
     (h, w): (usize, usize),
-    accumulate: bool,
+    store: Store,
 ) {
     use std::arch::x86_64::*;
     const MR: usize = 6;
@@ -209,13 +237,21 @@ unsafe fn avx2_6x16(
     }
     if h == MR && w == NR {
         for (i, row) in acc.iter().enumerate() {
-            // SAFETY: row i, columns 0..16 of the tile the caller handed over.
+            // SAFETY: row i, columns 0..16 of the tile the caller handed over; an
+            // AddRow pointer holds w = 16 floats.
             unsafe {
                 let dst = c.add(i * rs_c);
                 let (mut lo, mut hi) = (row[0], row[1]);
-                if accumulate {
-                    lo = _mm256_add_ps(_mm256_loadu_ps(dst), lo);
-                    hi = _mm256_add_ps(_mm256_loadu_ps(dst.add(8)), hi);
+                match store {
+                    Store::Write => {}
+                    Store::Add => {
+                        lo = _mm256_add_ps(_mm256_loadu_ps(dst), lo);
+                        hi = _mm256_add_ps(_mm256_loadu_ps(dst.add(8)), hi);
+                    }
+                    Store::AddRow(bias) => {
+                        lo = _mm256_add_ps(_mm256_loadu_ps(bias), lo);
+                        hi = _mm256_add_ps(_mm256_loadu_ps(bias.add(8)), hi);
+                    }
                 }
                 _mm256_storeu_ps(dst, lo);
                 _mm256_storeu_ps(dst.add(8), hi);
@@ -236,11 +272,9 @@ unsafe fn avx2_6x16(
     }
     for (i, t) in tile.chunks_exact(NR).enumerate().take(h) {
         for (j, &v) in t.iter().enumerate().take(w) {
-            // SAFETY: (i, j) with i < h, j < w lies in the tile the caller handed over.
-            unsafe {
-                let dst = c.add(i * rs_c + j);
-                *dst = if accumulate { *dst + v } else { v };
-            }
+            // SAFETY: (i, j) with i < h, j < w lies in the tile the caller handed over
+            // (and j < w in an AddRow pointer's floats).
+            unsafe { store_one(c.add(i * rs_c + j), j, v, store) };
         }
     }
 }
@@ -296,8 +330,9 @@ mod tests {
         (a, b)
     }
 
-    fn reference(k: usize, mr: usize, nr: usize, a: &[f32], b: &[f32], c0: f32) -> Vec<f32> {
-        let mut c = vec![c0; mr * nr];
+    /// Each tile row starts from `row` (the stored values, or the bias), then adds its sum.
+    fn reference(k: usize, mr: usize, nr: usize, a: &[f32], b: &[f32], row: &[f32]) -> Vec<f32> {
+        let mut c: Vec<f32> = row.iter().copied().cycle().take(mr * nr).collect();
         for i in 0..mr {
             for j in 0..nr {
                 let s: f32 = (0..k)
@@ -309,6 +344,18 @@ mod tests {
         c
     }
 
+    /// The three ways to store, each with what a tile row starts from: zero, C's 2.5s,
+    /// or a bias row of distinct values (so a misplaced column shows). The bias is
+    /// leaked: the stores point into it.
+    fn stores(nr: usize) -> [(Store, Vec<f32>); 3] {
+        let bias: &'static [f32] = Vec::leak((0..nr).map(|j| j as f32 * 0.5 - 3.0).collect());
+        [
+            (Store::Write, vec![0.0; nr]),
+            (Store::Add, vec![2.5; nr]),
+            (Store::AddRow(bias.as_ptr()), bias.to_vec()),
+        ]
+    }
+
     #[test]
     fn every_available_kernel_computes_its_tile() {
         for kernel in available() {
@@ -317,7 +364,7 @@ mod tests {
                 let (a, b) = operands(k, mr, nr);
                 // A row stride wider than the tile, with a sentinel in the gap.
                 let rs = nr + 3;
-                for accumulate in [false, true] {
+                for (store, row) in stores(nr) {
                     let mut c = vec![2.5f32; mr * rs];
                     // SAFETY: a, b hold k·mr and k·nr floats; c an mr × nr tile of stride rs.
                     unsafe {
@@ -328,10 +375,10 @@ mod tests {
                             c.as_mut_ptr(),
                             rs,
                             (mr, nr),
-                            accumulate,
+                            store,
                         )
                     };
-                    let want = reference(k, mr, nr, &a, &b, if accumulate { 2.5 } else { 0.0 });
+                    let want = reference(k, mr, nr, &a, &b, &row);
                     for i in 0..mr {
                         // Small integers: every path is exact.
                         assert_eq!(
@@ -359,23 +406,15 @@ mod tests {
             let k = 9;
             let (a, b) = operands(k, mr, nr);
             let rs = nr + 3;
-            for accumulate in [false, true] {
-                let want = reference(k, mr, nr, &a, &b, if accumulate { 2.5 } else { 0.0 });
+            for (store, row) in stores(nr) {
+                let want = reference(k, mr, nr, &a, &b, &row);
                 for h in 1..=mr {
                     for w in 1..=nr {
                         let mut c = vec![2.5f32; mr * rs];
                         // SAFETY: a, b hold k·mr and k·nr floats; c holds an h × w tile
                         // of stride rs (and more).
                         unsafe {
-                            kernel.run(
-                                k,
-                                a.as_ptr(),
-                                b.as_ptr(),
-                                c.as_mut_ptr(),
-                                rs,
-                                (h, w),
-                                accumulate,
-                            )
+                            kernel.run(k, a.as_ptr(), b.as_ptr(), c.as_mut_ptr(), rs, (h, w), store)
                         };
                         for i in 0..mr {
                             for j in 0..rs {

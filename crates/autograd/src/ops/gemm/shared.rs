@@ -226,7 +226,7 @@ impl SharedB<'_> {
     }
 }
 
-/// `c[m×n] (+)= a·b` by `plan`'s tasks on the pool, B packed once into the calling
+/// `c[m×n] (+)= a·b` (as `blis::gemm` reads `accumulate` and `bias`) by `plan`'s tasks on the pool, B packed once into the calling
 /// thread's packing buffer. `c` is contiguous row-major with m·n floats (checked by
 /// the caller).
 #[allow(clippy::too_many_arguments)]
@@ -237,7 +237,7 @@ pub(super) fn gemm_shared_b(
     a: MatRef,
     b: MatRef,
     c: &mut [f32],
-    accumulate: bool,
+    (accumulate, bias): (bool, Option<&[f32]>),
 ) {
     assert!(c.len() >= m * n && plan.k_blocks <= MAX_K_BLOCKS && plan.parts <= MAX_ROW_PARTS);
     let (mr, nr) = (kernel.mr, kernel.nr);
@@ -287,7 +287,8 @@ pub(super) fn gemm_shared_b(
                         (0, n),
                         out,
                         n,
-                        accumulate || pc > 0,
+                        // Later k blocks add to what the first stored.
+                        (accumulate || pc > 0, bias),
                     )
                 };
             });
