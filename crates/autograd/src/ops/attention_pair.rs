@@ -18,7 +18,7 @@
 
 use crate::ops::attention_gemm::{self, product, Live};
 use crate::ops::attention_kernels::{
-    key_end, live_keys, row_max, shift_row, sum_of, Geometry, PairMask, TILE_K, TILE_Q,
+    dot_of, key_end, live_keys, row_max, shift_row, sum_of, Geometry, PairMask, TILE_K, TILE_Q,
 };
 use crate::ops::gemm::MatRef;
 use crate::ops::vecmath::exp_in_place;
@@ -359,8 +359,7 @@ pub(crate) fn backward_pair(
     let (kt, vt) = rest.split_at_mut(d * TILE_K);
     // rowsum(dO ∘ O) = Σ_j P_ij·dP_ij, the softmax backward's subtracted term.
     for (i, di) in delta.iter_mut().enumerate() {
-        let (o, g) = (out.row(i, dv), dout.row(i, dv));
-        *di = o.iter().zip(g).map(|(a, b)| a * b).sum();
+        *di = dot_of(out.row(i, dv), dout.row(i, dv));
     }
     // Keys no query tile reaches (past the last query under a causal mask, or all of
     // them without queries) get zero gradients; so do queries without keys.
