@@ -9,9 +9,11 @@
 //! log-sum-exp of each row. The backward recomputes each tile's probabilities from it
 //! and forms `dV += Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ∘ (dP − rowsum(dO ∘ O))·scale`,
 //! `dQ += dS·K`, `dK += dSᵀ·Q`. When all the keys fit one tile (`S ≤ TILE_K`, a GPT's
-//! short context), the forward can instead save the probabilities themselves
-//! (`L × S` floats, [`saves_probs`]), and the backward then skips `Q·Kᵀ`, the key
-//! transpose and the exponentials. Every product goes through `attention_gemm`, whose
+//! short context), the forward needs no online softmax: it normalises each row of
+//! probabilities as soon as its one score row is known and forms `out = P·V` from them
+//! (`forward_one_tile`); it can then save the probabilities themselves (`L × S` floats,
+//! [`saves_probs`]), and the backward skips `Q·Kᵀ`, the key transpose and the
+//! exponentials. Every product goes through `attention_gemm`, whose
 //! second operand needs contiguous rows: the key (and value) tile is transposed into
 //! scratch once per tile for `Q·Kᵀ` (and `dO·Vᵀ`). Under a causal mask the products
 //! skip the dead triangle of the diagonal tiles (`Live`).
