@@ -272,8 +272,8 @@ pub(crate) fn forward_pair(
 
 /// [`forward_pair`] when every key fits one tile ([`saves_probs`]): a query row's
 /// softmax is final after its one score row, so the row is normalised at once and
-/// `out = P·V` needs no running maximum, rescaling or final division; when `probs` is
-/// given the scores are formed in it (no copy). Chosen by the geometry alone, so a
+/// `out = P·V` needs no running maximum, rescaling or final division, and reads the
+/// normalised rows from `probs` when it is given. Chosen by the geometry alone, so a
 /// forward that saves the probabilities gives the same bits as one that does not.
 #[allow(clippy::too_many_arguments)]
 fn forward_one_tile(
@@ -291,21 +291,18 @@ fn forward_one_tile(
         let rows = TILE_Q.min(l - r0);
         // Keys past `keys` are never seen (0 probability in a saved row).
         let keys = key_end(g, r0 + rows);
-        let (p, ldp) = match probs.as_deref_mut() {
-            Some(saved) => (&mut saved[r0 * s..(r0 + rows) * s], s),
-            None => (&mut scores_buf[..rows * keys], keys),
-        };
+        let p = &mut scores_buf[..rows * keys];
         if keys > 0 {
             let kt = &mut kt[..d * keys];
             transpose(k, 0, keys, d, kt);
-            scores(g, q, (r0, rows), (0, keys), kt, (p, ldp));
+            scores(g, q, (r0, rows), (0, keys), kt, (p, keys));
         }
         for i in 0..rows {
             let r = r0 + i;
-            let row = &mut p[i * ldp..(i + 1) * ldp];
-            row[keys..].fill(0.0);
+            let row = &mut p[i * keys..(i + 1) * keys];
+            let saved = probs.as_deref_mut().map(|all| &mut all[r * s..(r + 1) * s]);
             let live = live_keys(g, r, 0, keys);
-            let (live_part, dead) = row[..keys].split_at_mut(live);
+            let (live_part, dead) = row.split_at_mut(live);
             // Masked keys get probability 0 (exp(−∞)).
             dead.fill(0.0);
             let max = row_max(g, live_part, r, 0, mask);
@@ -313,6 +310,9 @@ fn forward_one_tile(
                 // Every key is masked out: zeros (as PyTorch's CPU kernel gives), and
                 // `lse = -inf` makes the row's backward zero too.
                 live_part.fill(0.0);
+                if let Some(saved) = saved {
+                    saved.fill(0.0);
+                }
                 lse[r] = f32::NEG_INFINITY;
                 continue;
             }
@@ -322,14 +322,27 @@ fn forward_one_tile(
             // same mask given explicitly sum alike.
             let total = sum_of(&row[..keys]);
             let inv = 1.0 / total;
-            row[..live].iter_mut().for_each(|x| *x *= inv);
+            // The scores stay in hot scratch until here; the saved row (cold memory,
+            // read back by the backward) is written once, in this pass.
+            match saved {
+                Some(saved) => {
+                    for (dst, &x) in saved[..live].iter_mut().zip(&row[..live]) {
+                        *dst = x * inv;
+                    }
+                    saved[live..].fill(0.0);
+                }
+                None => row[..live].iter_mut().for_each(|x| *x *= inv),
+            }
             lse[r] = max + total.ln();
         }
         let live = causal(g, Live::KTo(offset(r0, 0)));
-        let a = MatRef {
-            data: p,
-            row_stride: ldp,
-            col_stride: 1,
+        let a = match probs.as_deref() {
+            Some(saved) => MatRef {
+                data: &saved[r0 * s..],
+                row_stride: s,
+                col_stride: 1,
+            },
+            None => MatRef::rows(p, keys),
         };
         let dst = (&mut out[r0 * ldo..], ldo);
         product((rows, dv, keys), a, (v.from(0), v.ld), dst, false, live);
