@@ -140,6 +140,30 @@ pub(super) fn sum_of(x: &[f32]) -> f32 {
     tail.iter().fold(total, |t, &v| t + v)
 }
 
+/// `Σ a_i·b_i` in 8 lanes, then the tail (the pairwise order of [`sum_of`]): a plain
+/// running sum is one chain of dependent adds the compiler may not reorder.
+#[inline]
+pub(super) fn dot_of(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut lanes = [0.0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ta, tb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for ((s, &u), &v) in lanes.iter_mut().zip(x).zip(y) {
+            *s += u * v;
+        }
+    }
+    let pairs = [
+        lanes[0] + lanes[4],
+        lanes[1] + lanes[5],
+        lanes[2] + lanes[6],
+        lanes[3] + lanes[7],
+    ];
+    let total = (pairs[0] + pairs[2]) + (pairs[1] + pairs[3]);
+    ta.iter().zip(tb).fold(total, |t, (&u, &v)| t + u * v)
+}
+
 /// One pair's mask: the saved mask's geometry, its data, and the pair's base offset.
 pub(crate) type PairMask<'a> = Option<(&'a MaskGeom, &'a [f32], usize)>;
 

@@ -9,16 +9,18 @@
 //! log-sum-exp of each row. The backward recomputes each tile's probabilities from it
 //! and forms `dV += Pᵀ·dO`, `dP = dO·Vᵀ`, `dS = P ∘ (dP − rowsum(dO ∘ O))·scale`,
 //! `dQ += dS·K`, `dK += dSᵀ·Q`. When all the keys fit one tile (`S ≤ TILE_K`, a GPT's
-//! short context), the forward can instead save the probabilities themselves
-//! (`L × S` floats, [`saves_probs`]), and the backward then skips `Q·Kᵀ`, the key
-//! transpose and the exponentials. Every product goes through `attention_gemm`, whose
+//! short context), the forward needs no online softmax: it normalises each row of
+//! probabilities as soon as its one score row is known and forms `out = P·V` from them
+//! (`forward_one_tile`); it can then save the probabilities themselves (`L × S` floats,
+//! [`saves_probs`]), and the backward skips `Q·Kᵀ`, the key transpose and the
+//! exponentials. Every product goes through `attention_gemm`, whose
 //! second operand needs contiguous rows: the key (and value) tile is transposed into
 //! scratch once per tile for `Q·Kᵀ` (and `dO·Vᵀ`). Under a causal mask the products
 //! skip the dead triangle of the diagonal tiles (`Live`).
 
 use crate::ops::attention_gemm::{self, product, Live};
 use crate::ops::attention_kernels::{
-    key_end, live_keys, row_max, shift_row, sum_of, Geometry, PairMask, TILE_K, TILE_Q,
+    dot_of, key_end, live_keys, row_max, shift_row, sum_of, Geometry, PairMask, TILE_K, TILE_Q,
 };
 use crate::ops::gemm::MatRef;
 use crate::ops::vecmath::exp_in_place;
@@ -144,22 +146,22 @@ fn offset(r0: usize, c0: usize) -> isize {
 }
 
 /// Raw scores of queries `r0 .. r0 + rows` against the keys whose transposed tile is
-/// `kt` (`d` × `keys`) into `dst` (rows × keys); under a causal mask, columns past each
-/// row block's diagonal are left unwritten.
+/// `kt` (`d` × `keys`) into `dst` (rows × keys, rows `ldd` apart); under a causal mask,
+/// columns past each row block's diagonal are left unwritten.
 fn scores(
     g: &Geometry,
     q: Rows,
     (r0, rows): (usize, usize),
     (c0, keys): (usize, usize),
     kt: &[f32],
-    dst: &mut [f32],
+    (dst, ldd): (&mut [f32], usize),
 ) {
     let live = causal(g, Live::ColsTo(offset(r0, c0)));
     product(
         (rows, keys, g.d),
         q.mat_from(r0),
         (kt, keys),
-        (dst, keys),
+        (dst, ldd),
         false,
         live,
     );
@@ -182,6 +184,10 @@ pub(crate) fn forward_pair(
         probs.is_none() || saves_probs(g),
         "probabilities saved over several key tiles"
     );
+    if saves_probs(g) {
+        forward_one_tile(g, (q, k, v), mask, (out, ldo), lse, probs, scratch);
+        return;
+    }
     let (l, d, dv) = (g.l, g.d, g.dv);
     let (scores_buf, kt) = scratch.split_at_mut(TILE_Q * TILE_K);
     let mut run_max = [0.0f32; TILE_Q];
@@ -199,7 +205,7 @@ pub(crate) fn forward_pair(
             let kt = &mut kt[..d * keys];
             transpose(k, c0, keys, d, kt);
             let p = &mut scores_buf[..rows * keys];
-            scores(g, q, (r0, rows), (c0, keys), kt, p);
+            scores(g, q, (r0, rows), (c0, keys), kt, (p, keys));
             for i in 0..rows {
                 let r = r0 + i;
                 let (live, dead) =
@@ -264,6 +270,85 @@ pub(crate) fn forward_pair(
     }
 }
 
+/// [`forward_pair`] when every key fits one tile ([`saves_probs`]): a query row's
+/// softmax is final after its one score row, so the row is normalised at once and
+/// `out = P·V` needs no running maximum, rescaling or final division, and reads the
+/// normalised rows from `probs` when it is given. Chosen by the geometry alone, so a
+/// forward that saves the probabilities gives the same bits as one that does not.
+#[allow(clippy::too_many_arguments)]
+fn forward_one_tile(
+    g: &Geometry,
+    (q, k, v): (Rows, Rows, Rows),
+    mask: PairMask<'_>,
+    (out, ldo): (&mut [f32], usize),
+    lse: &mut [f32],
+    mut probs: Option<&mut [f32]>,
+    scratch: &mut [f32],
+) {
+    let (l, s, d, dv) = (g.l, g.s, g.d, g.dv);
+    let (scores_buf, kt) = scratch.split_at_mut(TILE_Q * TILE_K);
+    for r0 in (0..l).step_by(TILE_Q) {
+        let rows = TILE_Q.min(l - r0);
+        // Keys past `keys` are never seen (0 probability in a saved row).
+        let keys = key_end(g, r0 + rows);
+        let p = &mut scores_buf[..rows * keys];
+        if keys > 0 {
+            let kt = &mut kt[..d * keys];
+            transpose(k, 0, keys, d, kt);
+            scores(g, q, (r0, rows), (0, keys), kt, (p, keys));
+        }
+        for i in 0..rows {
+            let r = r0 + i;
+            let row = &mut p[i * keys..(i + 1) * keys];
+            let saved = probs.as_deref_mut().map(|all| &mut all[r * s..(r + 1) * s]);
+            let live = live_keys(g, r, 0, keys);
+            let (live_part, dead) = row.split_at_mut(live);
+            // Masked keys get probability 0 (exp(−∞)).
+            dead.fill(0.0);
+            let max = row_max(g, live_part, r, 0, mask);
+            if max == f32::NEG_INFINITY {
+                // Every key is masked out: zeros (as PyTorch's CPU kernel gives), and
+                // `lse = -inf` makes the row's backward zero too.
+                live_part.fill(0.0);
+                if let Some(saved) = saved {
+                    saved.fill(0.0);
+                }
+                lse[r] = f32::NEG_INFINITY;
+                continue;
+            }
+            shift_row(g, live_part, mask.is_some(), max);
+            exp_live(&mut row[..keys], live);
+            // Over the whole row, masked zeros included, so that a causal mask and the
+            // same mask given explicitly sum alike.
+            let total = sum_of(&row[..keys]);
+            let inv = 1.0 / total;
+            // The scores stay in hot scratch until here; the saved row (cold memory,
+            // read back by the backward) is written once, in this pass.
+            match saved {
+                Some(saved) => {
+                    for (dst, &x) in saved[..live].iter_mut().zip(&row[..live]) {
+                        *dst = x * inv;
+                    }
+                    saved[live..].fill(0.0);
+                }
+                None => row[..live].iter_mut().for_each(|x| *x *= inv),
+            }
+            lse[r] = max + total.ln();
+        }
+        let live = causal(g, Live::KTo(offset(r0, 0)));
+        let a = match probs.as_deref() {
+            Some(saved) => MatRef {
+                data: &saved[r0 * s..],
+                row_stride: s,
+                col_stride: 1,
+            },
+            None => MatRef::rows(p, keys),
+        };
+        let dst = (&mut out[r0 * ldo..], ldo);
+        product((rows, dv, keys), a, (v.from(0), v.ld), dst, false, live);
+    }
+}
+
 /// Gradients of one pair (see [`forward_pair`]; `out` and `dout` are L × Dv) into
 /// `grads`, every element of which is written, from the probabilities the forward saved
 /// (`probs`, L × S) or else recomputed from `lse`; `scratch` holds
@@ -289,8 +374,7 @@ pub(crate) fn backward_pair(
     let (kt, vt) = rest.split_at_mut(d * TILE_K);
     // rowsum(dO ∘ O) = Σ_j P_ij·dP_ij, the softmax backward's subtracted term.
     for (i, di) in delta.iter_mut().enumerate() {
-        let (o, g) = (out.row(i, dv), dout.row(i, dv));
-        *di = o.iter().zip(g).map(|(a, b)| a * b).sum();
+        *di = dot_of(out.row(i, dv), dout.row(i, dv));
     }
     // Keys no query tile reaches (past the last query under a causal mask, or all of
     // them without queries) get zero gradients; so do queries without keys.
@@ -324,7 +408,7 @@ pub(crate) fn backward_pair(
             } else {
                 let p = &mut p_buf[..rows * keys];
                 transpose(k, c0, keys, d, kt);
-                scores(g, q, (r0, rows), (c0, keys), kt, p);
+                scores(g, q, (r0, rows), (c0, keys), kt, (p, keys));
                 for i in 0..rows {
                     let r = r0 + i;
                     let m = lse[r];
