@@ -323,12 +323,13 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
         // Backward rules may call tensor ops; they must not record.
         let _guard = no_grad_guard();
         for (index, op) in nodes[..=last].iter().enumerate().rev() {
-            let Some(g) = grads.slots[index].take() else {
+            let Some(mut g) = grads.slots[index].take() else {
                 continue;
             };
             match op {
                 Op::Unary(r) => r.backward(&g, &mut grads),
-                Op::Binary(r) => r.backward(&g, &mut grads),
+                // Takes g itself (left empty here): an add hands it on without a copy.
+                Op::Binary(r) => r.backward(std::mem::take(&mut g), &mut grads),
                 Op::Linalg(r) => r.backward(&g, &mut grads),
                 Op::Reduce(r) => r.backward(&g, &mut grads),
                 Op::Movement(r) => r.backward(&g, &mut grads),
