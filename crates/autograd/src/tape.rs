@@ -14,11 +14,13 @@ use std::collections::VecDeque;
 use smallvec::SmallVec;
 
 use crate::anomaly::{is_anomaly_enabled, non_finite};
+use crate::cpu::with_avx2_fma;
 use crate::error::{Result, TensorError};
 use crate::ops::{
     attention, attention_packed, batchnorm, binary, conv, custom, layer_norm, layout, linalg, loss,
     mask, movement, pooling, reduce, unary,
 };
+use crate::parallel::for_each_piece;
 use crate::pool;
 use crate::tensor::Tensor;
 
@@ -223,9 +225,7 @@ impl Grads {
                 match slot {
                     None => *slot = Some(g),
                     Some(acc) => {
-                        for (a, b) in acc.iter_mut().zip(&g) {
-                            *a += b;
-                        }
+                        add_into(acc, &g);
                         pool::give(g);
                     }
                 }
@@ -238,6 +238,24 @@ impl Grads {
             None => pool::give(g),
         }
     }
+}
+
+/// Elements per piece when a gradient sum is split across threads.
+const ADD_PIECE: usize = 1 << 14;
+
+/// `acc[i] += g[i]`: a gradient arriving at a tensor that already has one (a residual
+/// stream's, say). Vectorised with AVX2 where the CPU has it and split across threads
+/// for large gradients; each element is one addition, so neither changes a bit.
+pub(crate) fn add_into(acc: &mut [f32], g: &[f32]) {
+    let n = acc.len().min(g.len());
+    for_each_piece(&mut acc[..n], ADD_PIECE, n, |i, part| {
+        let src = &g[i * ADD_PIECE..][..part.len()];
+        with_avx2_fma(|| {
+            for (a, &b) in part.iter_mut().zip(src) {
+                *a += b;
+            }
+        })
+    });
 }
 
 /// Reverse mode from `root`, seeded with `seed` (same length as `root`).
@@ -305,12 +323,13 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
         // Backward rules may call tensor ops; they must not record.
         let _guard = no_grad_guard();
         for (index, op) in nodes[..=last].iter().enumerate().rev() {
-            let Some(g) = grads.slots[index].take() else {
+            let Some(mut g) = grads.slots[index].take() else {
                 continue;
             };
             match op {
                 Op::Unary(r) => r.backward(&g, &mut grads),
-                Op::Binary(r) => r.backward(&g, &mut grads),
+                // Takes g itself (left empty here): an add hands it on without a copy.
+                Op::Binary(r) => r.backward(std::mem::take(&mut g), &mut grads),
                 Op::Linalg(r) => r.backward(&g, &mut grads),
                 Op::Reduce(r) => r.backward(&g, &mut grads),
                 Op::Movement(r) => r.backward(&g, &mut grads),

@@ -399,9 +399,7 @@ impl Tensor {
         match slot.as_mut() {
             None => *slot = Some(g),
             Some(acc) => {
-                for (a, b) in acc.iter_mut().zip(&g) {
-                    *a += b;
-                }
+                crate::tape::add_into(acc, &g);
                 pool::give(g);
             }
         }

@@ -4,6 +4,7 @@
 use tapegrad_autograd::Tensor;
 
 use crate::error::OptimError;
+use crate::kernels::with_fma;
 
 /// Scales all gradients together so that their joint `norm_type`-norm is at most
 /// `max_norm`, and returns the norm they had before.
@@ -56,7 +57,7 @@ pub fn clip_grad_norm_with(
     if coef != 1.0 {
         for p in params {
             if let Some(mut grad) = p.grad_mut() {
-                grad.iter_mut().for_each(|g| *g *= coef);
+                with_fma(|| grad.iter_mut().for_each(|g| *g *= coef));
             }
         }
     }
@@ -90,11 +91,14 @@ fn l2_norm(x: &[f32]) -> f32 {
         .iter()
         .map(|&v| f64::from(v) * f64::from(v))
         .sum();
-    for c in chunks {
-        for (s, &v) in lanes.iter_mut().zip(c) {
-            *s += f64::from(v) * f64::from(v);
+    // AVX2 code, four f64 lanes to a vector (the same additions in the same order).
+    with_fma(|| {
+        for c in chunks {
+            for (s, &v) in lanes.iter_mut().zip(c) {
+                *s += f64::from(v) * f64::from(v);
+            }
         }
-    }
+    });
     let sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5]))
         + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))
         + tail;

@@ -171,38 +171,69 @@ pub(crate) struct BinaryRecord {
 }
 
 impl BinaryRecord {
-    pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
+    /// Takes the output gradient `g` by value: for add and sub it becomes an input's
+    /// gradient as it is, instead of being copied (the residual stream's adds).
+    pub(crate) fn backward(&self, g: Vec<f32>, grads: &mut Grads) {
         let (a, b) = (&self.lhs, &self.rhs);
         let (sa, sb, so) = (a.shape(), b.shape(), &self.out_shape[..]);
-        if grads.wants(a) {
-            let full = match self.op {
-                BinaryOp::Add | BinaryOp::Sub => pool::copy_of(g),
-                BinaryOp::Mul => zip_broadcast(g, so, &b.data(), sb, so, |g, y| g * y),
-                BinaryOp::Div => zip_broadcast(g, so, &b.data(), sb, so, |g, y| g / y),
-            };
-            grads.add(a, sum_to_shape(full, so, sa));
-        }
-        if grads.wants(b) {
-            let full = match self.op {
-                BinaryOp::Add => pool::copy_of(g),
+        let (want_a, want_b) = (grads.wants(a), grads.wants(b));
+        // For b, computed first so that g itself can go to a afterwards.
+        let gb = if want_b {
+            match self.op {
+                BinaryOp::Add if want_a => Some(pool::copy_of(&g)),
+                BinaryOp::Add => None, // g itself, below
                 BinaryOp::Sub => {
                     let mut neg = pool::take(g.len());
                     neg.extend(g.iter().map(|&v| -v));
-                    neg
+                    Some(neg)
                 }
-                BinaryOp::Mul => zip_broadcast(g, so, &a.data(), sa, so, |g, x| g * x),
+                BinaryOp::Mul => Some(zip_broadcast(&g, so, &a.data(), sa, so, |g, x| g * x)),
                 BinaryOp::Div => {
                     // d(x/y)/dy = −x / y², as PyTorch computes it: −g · (x / y) / y.
                     let (x, y) = (a.data(), b.data());
                     let q = zip_broadcast(&x, sa, &y, sb, so, |x, y| x / y);
-                    let gq = zip_broadcast(g, so, &q, so, so, |g, q| -g * q);
+                    let gq = zip_broadcast(&g, so, &q, so, so, |g, q| -g * q);
                     pool::give(q);
                     let out = zip_broadcast(&gq, so, &y, sb, so, |t, y| t / y);
                     pool::give(gq);
-                    out
+                    Some(out)
                 }
+            }
+        } else {
+            None
+        };
+        let mut g = Some(g);
+        if want_a {
+            let full = match self.op {
+                BinaryOp::Add | BinaryOp::Sub => g.take().expect("not yet handed on"),
+                BinaryOp::Mul => zip_broadcast(
+                    g.as_deref().expect("kept"),
+                    so,
+                    &b.data(),
+                    sb,
+                    so,
+                    |g, y| g * y,
+                ),
+                BinaryOp::Div => zip_broadcast(
+                    g.as_deref().expect("kept"),
+                    so,
+                    &b.data(),
+                    sb,
+                    so,
+                    |g, y| g / y,
+                ),
+            };
+            grads.add(a, sum_to_shape(full, so, sa));
+        }
+        if want_b {
+            let full = match gb {
+                Some(gb) => gb,
+                None => g.take().expect("add hands g to b when a does not want it"),
             };
             grads.add(b, sum_to_shape(full, so, sb));
+        }
+        if let Some(g) = g {
+            pool::give(g);
         }
     }
 }

@@ -15,6 +15,12 @@
 //! gradients are summed per block and the blocks combined in order, so the result does
 //! not depend on the thread count.
 
+#[cfg(target_arch = "x86_64")]
+use crate::cpu::has_avx2_fma;
+
+#[cfg(target_arch = "x86_64")]
+#[path = "layer_norm_avx2.rs"]
+mod avx2;
 use crate::error::{or_panic, Result, TensorError};
 use crate::parallel::{for_each_piece, for_each_piece2};
 use crate::pool;
@@ -35,8 +41,15 @@ pub(crate) struct LayerNormRecord {
     stats: Tensor,
 }
 
+/// Eight running sums combined in a fixed order (pairwise across the two halves).
+#[inline(always)]
+pub(super) fn combine(acc: &[f32; 8]) -> f32 {
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]))
+}
+
 /// Σ x over a row with eight running sums, so the loop vectorises; the order of the
 /// additions depends only on the row's length.
+#[inline(always)]
 fn row_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0.0f32; 8];
     let chunks = x.chunks_exact(8);
@@ -46,50 +59,18 @@ fn row_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
             *a += f(v);
         }
     }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    let mut s = combine(&acc);
     for &v in rest {
         s += f(v);
     }
     s
 }
 
-/// Σ f(a, b) over two rows in step, as [`row_sum`].
-fn row_sum2(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for ((s, &u), &v) in acc.iter_mut().zip(x).zip(y) {
-            *s += f(u, v);
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (&u, &v) in ra.iter().zip(rb) {
-        s += f(u, v);
-    }
-    s
-}
-
-/// Σ f(a, b, c) over three rows in step, as [`row_sum`].
-fn row_sum3(a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb, cc) = (a.chunks_exact(8), b.chunks_exact(8), c.chunks_exact(8));
-    let (ra, rb, rc) = (ca.remainder(), cb.remainder(), cc.remainder());
-    for ((x, y), z) in ca.zip(cb).zip(cc) {
-        for (((s, &u), &v), &w) in acc.iter_mut().zip(x).zip(y).zip(z) {
-            *s += f(u, v, w);
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for ((&u, &v), &w) in ra.iter().zip(rb).zip(rc) {
-        s += f(u, v, w);
-    }
-    s
-}
-
 /// Normalises each `d`-wide row of `x` into `y`, writing each row's mean and reciprocal
-/// standard deviation into `stats` (`[mean, rstd]` per row).
-fn forward_rows(
+/// standard deviation into `stats` (`[mean, rstd]` per row). Inlined into an AVX2
+/// caller, its loops get 8 lanes (the same bits: nothing is fused).
+#[inline(always)]
+pub(super) fn forward_rows(
     x: &[f32],
     y: &mut [f32],
     stats: &mut [f32],
@@ -134,12 +115,17 @@ fn forward_rows(
 }
 
 /// The input gradient of one block of rows into `dx`, and the block's partial sums
-/// Σ g·x̂ and Σ g into `partial` (`[2 · d]`). `stats` holds `[mean, rstd]` per row.
-fn backward_rows(
+/// Σ g·x̂ and Σ g into `partial` (`[2 · d]`). `stats` holds `[mean, rstd]` per row;
+/// `w` is γ, or ones when the norm has no weight (g·1 is g, bit for bit).
+///
+/// One pass over each row gathers the parameter sums and both row sums, Σ g·γ and
+/// Σ g·γ·x̂, in eight lanes combined as [`row_sum`] combines them; a second writes dx.
+#[inline(always)]
+pub(super) fn backward_rows(
     g: &[f32],
     x: &[f32],
     stats: &[f32],
-    w: Option<&[f32]>,
+    w: &[f32],
     d: usize,
     mut dx: Option<&mut [f32]>,
     partial: &mut [f32],
@@ -148,6 +134,7 @@ fn backward_rows(
     dw.fill(0.0);
     db.fill(0.0);
     let inv_d = 1.0 / d as f32;
+    let full = d / 8 * 8;
     for (row, ((gr, xr), st)) in g
         .chunks_exact(d)
         .zip(x.chunks_exact(d))
@@ -155,33 +142,88 @@ fn backward_rows(
         .enumerate()
     {
         let (mu, s) = (st[0], st[1]);
-        for (((a, c), &gv), &xv) in dw.iter_mut().zip(db.iter_mut()).zip(gr).zip(xr) {
-            *a += gv * ((xv - mu) * s);
-            *c += gv;
-        }
         let Some(dx) = dx.as_deref_mut() else {
+            for (((a, c), &gv), &xv) in dw.iter_mut().zip(db.iter_mut()).zip(gr).zip(xr) {
+                *a += gv * ((xv - mu) * s);
+                *c += gv;
+            }
             continue;
         };
-        let dxr = &mut dx[row * d..][..d];
-        match w {
-            Some(w) => {
-                let sum_g = row_sum2(gr, w, |gv, wv| gv * wv);
-                let sum_gx = row_sum3(gr, w, xr, |gv, wv, xv| gv * wv * ((xv - mu) * s));
-                let (mg, mgx) = (sum_g * inv_d, sum_gx * inv_d);
-                for (((o, &gv), &wv), &xv) in dxr.iter_mut().zip(gr).zip(w).zip(xr) {
-                    *o = s * (gv * wv - mg - (xv - mu) * s * mgx);
-                }
-            }
-            None => {
-                let sum_g = row_sum(gr, |v| v);
-                let sum_gx = row_sum2(gr, xr, |gv, xv| gv * ((xv - mu) * s));
-                let (mg, mgx) = (sum_g * inv_d, sum_gx * inv_d);
-                for ((o, &gv), &xv) in dxr.iter_mut().zip(gr).zip(xr) {
-                    *o = s * (gv - mg - (xv - mu) * s * mgx);
-                }
+        let (mut acc_g, mut acc_gx) = ([0.0f32; 8], [0.0f32; 8]);
+        let lanes = (gr[..full].chunks_exact(8))
+            .zip(xr[..full].chunks_exact(8))
+            .zip(w[..full].chunks_exact(8))
+            .zip(dw[..full].chunks_exact_mut(8))
+            .zip(db[..full].chunks_exact_mut(8));
+        for ((((gc, xc), wc), dwc), dbc) in lanes {
+            let (gc, xc, wc): (&[f32; 8], &[f32; 8], &[f32; 8]) = (
+                gc.try_into().expect("8 lanes"),
+                xc.try_into().expect("8 lanes"),
+                wc.try_into().expect("8 lanes"),
+            );
+            let (dwc, dbc): (&mut [f32; 8], &mut [f32; 8]) = (
+                dwc.try_into().expect("8 lanes"),
+                dbc.try_into().expect("8 lanes"),
+            );
+            for k in 0..8 {
+                let (gv, xh) = (gc[k], (xc[k] - mu) * s);
+                dwc[k] += gv * xh;
+                dbc[k] += gv;
+                let gw = gv * wc[k];
+                acc_g[k] += gw;
+                acc_gx[k] += gw * xh;
             }
         }
+        let (mut sum_g, mut sum_gx) = (combine(&acc_g), combine(&acc_gx));
+        for j in full..d {
+            let (gv, xh) = (gr[j], (xr[j] - mu) * s);
+            dw[j] += gv * xh;
+            db[j] += gv;
+            sum_g += gv * w[j];
+            sum_gx += gv * w[j] * xh;
+        }
+        let (mg, mgx) = (sum_g * inv_d, sum_gx * inv_d);
+        let dxr = &mut dx[row * d..][..d];
+        for (((o, &gv), &wv), &xv) in dxr.iter_mut().zip(gr).zip(w).zip(xr) {
+            *o = s * (gv * wv - mg - (xv - mu) * s * mgx);
+        }
     }
+}
+
+/// [`forward_rows`] on the widest path this CPU has.
+fn forward_rows_dispatch(
+    x: &[f32],
+    y: &mut [f32],
+    stats: &mut [f32],
+    d: usize,
+    w: Option<&[f32]>,
+    b: Option<&[f32]>,
+    eps: f32,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: AVX2 and FMA were detected on the running CPU.
+        return unsafe { avx2::forward_rows(x, y, stats, d, w, b, eps) };
+    }
+    forward_rows(x, y, stats, d, w, b, eps)
+}
+
+/// [`backward_rows`] on the widest path this CPU has.
+fn backward_rows_dispatch(
+    g: &[f32],
+    x: &[f32],
+    stats: &[f32],
+    w: &[f32],
+    d: usize,
+    dx: Option<&mut [f32]>,
+    partial: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: AVX2 and FMA were detected on the running CPU.
+        return unsafe { avx2::backward_rows(g, x, stats, w, d, dx, partial) };
+    }
+    backward_rows(g, x, stats, w, d, dx, partial)
 }
 
 impl LayerNormRecord {
@@ -199,17 +241,23 @@ impl LayerNormRecord {
         } else {
             Vec::new()
         };
+        let mut ones = Vec::new();
+        if self.weight.is_none() {
+            ones = pool::take(d);
+            ones.resize(d, 1.0);
+        }
         {
             let x = self.input.data();
             let stats = self.stats.data();
             let w = self.weight.as_ref().map(|t| t.data());
             // Plain slices, which the worker threads may share.
-            let (x, stats, w): (&[f32], &[f32], _) = (&x, &stats, w.as_deref());
+            let (x, stats, w): (&[f32], &[f32], &[f32]) =
+                (&x, &stats, w.as_deref().unwrap_or(&ones));
             let block = ROWS_PER_BLOCK * d;
             let run = |i: usize, dxb: Option<&mut [f32]>, part: &mut [f32]| {
                 let r0 = i * ROWS_PER_BLOCK;
                 let r1 = (r0 + ROWS_PER_BLOCK).min(rows);
-                backward_rows(
+                backward_rows_dispatch(
                     &g[r0 * d..r1 * d],
                     &x[r0 * d..r1 * d],
                     &stats[2 * r0..2 * r1],
@@ -230,6 +278,7 @@ impl LayerNormRecord {
                 for_each_piece(&mut partials, 2 * d, rows * d, |i, p| run(i, None, p));
             }
         }
+        pool::give(ones);
         if want_x {
             grads.add(&self.input, dx);
         }
@@ -299,7 +348,7 @@ impl Tensor {
                 (&mut out, block),
                 (&mut stats, 2 * ROWS_PER_BLOCK),
                 rows * d,
-                |i, y, st| forward_rows(&x[i * block..][..y.len()], y, st, d, w, b, eps),
+                |i, y, st| forward_rows_dispatch(&x[i * block..][..y.len()], y, st, d, w, b, eps),
             );
         }
         let out = Tensor::from_parts(out, self.0.shape.clone());
