@@ -119,6 +119,18 @@ pub(super) fn max_of(x: &[f32]) -> f32 {
     m
 }
 
+/// Eight running sums added pairwise, the order [`sum_of`] and [`dot_of`] share.
+#[inline]
+fn combine_lanes(lanes: &[f32; 8]) -> f32 {
+    let pairs = [
+        lanes[0] + lanes[4],
+        lanes[1] + lanes[5],
+        lanes[2] + lanes[6],
+        lanes[3] + lanes[7],
+    ];
+    (pairs[0] + pairs[2]) + (pairs[1] + pairs[3])
+}
+
 /// The sum of the elements, in 8 lanes then the tail.
 #[inline]
 pub(super) fn sum_of(x: &[f32]) -> f32 {
@@ -130,13 +142,7 @@ pub(super) fn sum_of(x: &[f32]) -> f32 {
             *s += v;
         }
     }
-    let pairs = [
-        lanes[0] + lanes[4],
-        lanes[1] + lanes[5],
-        lanes[2] + lanes[6],
-        lanes[3] + lanes[7],
-    ];
-    let total = (pairs[0] + pairs[2]) + (pairs[1] + pairs[3]);
+    let total = combine_lanes(&lanes);
     tail.iter().fold(total, |t, &v| t + v)
 }
 
@@ -154,13 +160,7 @@ pub(super) fn dot_of(a: &[f32], b: &[f32]) -> f32 {
             *s += u * v;
         }
     }
-    let pairs = [
-        lanes[0] + lanes[4],
-        lanes[1] + lanes[5],
-        lanes[2] + lanes[6],
-        lanes[3] + lanes[7],
-    ];
-    let total = (pairs[0] + pairs[2]) + (pairs[1] + pairs[3]);
+    let total = combine_lanes(&lanes);
     ta.iter().zip(tb).fold(total, |t, (&u, &v)| t + u * v)
 }
 

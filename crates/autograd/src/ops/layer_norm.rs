@@ -174,20 +174,35 @@ pub(super) fn backward_rows(
                 acc_gx[k] += gw * xh;
             }
         }
-        let (mut sum_g, mut sum_gx) = (combine(&acc_g), combine(&acc_gx));
-        for j in full..d {
-            let (gv, xh) = (gr[j], (xr[j] - mu) * s);
-            dw[j] += gv * xh;
-            db[j] += gv;
-            sum_g += gv * w[j];
-            sum_gx += gv * w[j] * xh;
-        }
+        let sums = (combine(&acc_g), combine(&acc_gx));
+        let (sum_g, sum_gx) = backward_tail((gr, xr, w), (dw, db), (mu, s), full, sums);
         let (mg, mgx) = (sum_g * inv_d, sum_gx * inv_d);
         let dxr = &mut dx[row * d..][..d];
         for (((o, &gv), &wv), &xv) in dxr.iter_mut().zip(gr).zip(w).zip(xr) {
             *o = s * (gv * wv - mg - (xv - mu) * s * mgx);
         }
     }
+}
+
+/// One row's backward terms for columns `from..` (past the 8-lane chunks): adds to dγ
+/// and dβ and carries `(Σg·γ, Σg·γ·x̂)` on from `sums`. Shared by the portable and the
+/// AVX2 rows, so that their tails are the same arithmetic.
+#[inline(always)]
+pub(super) fn backward_tail(
+    (gr, xr, w): (&[f32], &[f32], &[f32]),
+    (dw, db): (&mut [f32], &mut [f32]),
+    (mu, s): (f32, f32),
+    from: usize,
+    (mut sum_g, mut sum_gx): (f32, f32),
+) -> (f32, f32) {
+    for j in from..gr.len() {
+        let (gv, xh) = (gr[j], (xr[j] - mu) * s);
+        dw[j] += gv * xh;
+        db[j] += gv;
+        sum_g += gv * w[j];
+        sum_gx += gv * w[j] * xh;
+    }
+    (sum_g, sum_gx)
 }
 
 /// [`forward_rows`] on the widest path this CPU has.

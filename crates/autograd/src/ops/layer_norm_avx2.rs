@@ -136,14 +136,8 @@ pub(super) unsafe fn backward_rows(
         // SAFETY: each array holds eight floats.
         _mm256_storeu_ps(lanes_g.as_mut_ptr(), acc_g);
         _mm256_storeu_ps(lanes_gx.as_mut_ptr(), acc_gx);
-        let (mut sum_g, mut sum_gx) = (combine(&lanes_g), combine(&lanes_gx));
-        for j in full..d {
-            let (gv, xh) = (gr[j], (xr[j] - mu) * s);
-            dw[j] += gv * xh;
-            db[j] += gv;
-            sum_g += gv * w[j];
-            sum_gx += gv * w[j] * xh;
-        }
+        let sums = (combine(&lanes_g), combine(&lanes_gx));
+        let (sum_g, sum_gx) = super::backward_tail((gr, xr, w), (dw, db), (mu, s), full, sums);
         let (mg, mgx) = (sum_g * inv_d, sum_gx * inv_d);
         let (vmg, vmgx) = (_mm256_set1_ps(mg), _mm256_set1_ps(mgx));
         for j in (0..full).step_by(8) {
