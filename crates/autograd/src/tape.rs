@@ -327,8 +327,9 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
                 continue;
             };
             match op {
-                Op::Unary(r) => r.backward(&g, &mut grads),
-                // Takes g itself (left empty here): an add hands it on without a copy.
+                // These take g itself (left empty here): an add hands it on without a
+                // copy, a unary op with a saved derivative scales it in place.
+                Op::Unary(r) => r.backward(std::mem::take(&mut g), &mut grads),
                 Op::Binary(r) => r.backward(std::mem::take(&mut g), &mut grads),
                 Op::Linalg(r) => r.backward(&g, &mut grads),
                 Op::Reduce(r) => r.backward(&g, &mut grads),

@@ -9,7 +9,7 @@
 use crate::cpu::with_avx2_fma;
 use crate::error::or_panic;
 use crate::ops::vecmath;
-use crate::parallel::for_each_piece;
+use crate::parallel::{for_each_piece, for_each_piece2};
 use crate::pool;
 use crate::tape::{self, Grads, Op};
 use crate::tensor::Tensor;
@@ -117,14 +117,27 @@ fn gelu_exact(x: &[f32]) -> Vec<f32> {
     out
 }
 
-/// The exact GELU's input gradient, split as [`map`].
-fn gelu_exact_grad(g: &[f32], x: &[f32]) -> Vec<f32> {
-    let mut out = pool::for_overwrite(g.len());
-    for_each_piece(&mut out, PIECE, g.len(), |i, o| {
-        let at = i * PIECE;
-        vecmath::gelu_backward(&g[at..][..o.len()], &x[at..][..o.len()], o)
+/// The exact GELU and its derivative gelu'(x) (saved for the backward), split as [`map`].
+fn gelu_exact_and_derivative(x: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let mut out = pool::for_overwrite(x.len());
+    let mut d = pool::for_overwrite(x.len());
+    for_each_piece2((&mut out, PIECE), (&mut d, PIECE), x.len(), |i, o, d| {
+        vecmath::gelu_forward_and_derivative(&x[i * PIECE..][..o.len()], o, d)
     });
-    out
+    (out, d)
+}
+
+/// `g[i] *= d[i]`, in place: the chain rule with a saved derivative, split as [`map`].
+fn scale_by(g: &mut [f32], d: &[f32]) {
+    let n = g.len();
+    for_each_piece(g, PIECE, n, |i, part| {
+        let src = &d[i * PIECE..][..part.len()];
+        with_avx2_fma(|| {
+            for (g, &d) in part.iter_mut().zip(src) {
+                *g *= d;
+            }
+        })
+    });
 }
 
 impl UnaryOp {
@@ -174,7 +187,15 @@ impl UnaryOp {
             UnaryOp::Sigmoid => chain(g, x, y, |_, y| y * (1.0 - y)),
             UnaryOp::Tanh => chain(g, x, y, |_, y| 1.0 - y * y),
             UnaryOp::LeakyRelu(slope) => chain(g, x, y, |x, _| if x > 0.0 { 1.0 } else { slope }),
-            UnaryOp::Gelu(GeluApprox::None) => gelu_exact_grad(g, x),
+            // Recorded exact GELUs save their derivative (see `Tensor::gelu_recorded`);
+            // this arm serves a record made without one, which never happens today.
+            UnaryOp::Gelu(GeluApprox::None) => {
+                let (_, d) = gelu_exact_and_derivative(x);
+                let mut out = pool::copy_of(g);
+                scale_by(&mut out, &d);
+                pool::give(d);
+                out
+            }
             UnaryOp::Gelu(GeluApprox::Tanh) => chain(g, x, y, |x, _| {
                 let t = (GELU_BETA * (x + GELU_KAPPA * x * x * x)).tanh();
                 0.5 * (1.0 + t)
@@ -214,18 +235,28 @@ impl UnaryOp {
     }
 }
 
-/// What a unary op saves: its input and its output (several derivatives need y).
+/// What a unary op saves: its input and its output (several derivatives need y), and
+/// for the exact GELU its derivative f'(x), computed by the forward from the same erf.
 pub(crate) struct UnaryRecord {
     op: UnaryOp,
     input: Tensor,
     output: Tensor,
+    derivative: Option<Tensor>,
 }
 
 impl UnaryRecord {
-    pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
+    /// Takes the output gradient itself: with a saved derivative it becomes the input
+    /// gradient in place (g · f'(x), the same product as `derivative` computes).
+    pub(crate) fn backward(&self, mut g: Vec<f32>, grads: &mut Grads) {
+        if let Some(d) = &self.derivative {
+            scale_by(&mut g, &d.data());
+            grads.add(&self.input, g);
+            return;
+        }
         let dx = self
             .op
-            .derivative(g, &self.input.data(), &self.output.data());
+            .derivative(&g, &self.input.data(), &self.output.data());
+        pool::give(g);
         grads.add(&self.input, dx);
     }
 }
@@ -239,12 +270,32 @@ impl UnaryRecord {
 
 impl Tensor {
     pub(crate) fn unary(&self, op: UnaryOp) -> Tensor {
+        if matches!(op, UnaryOp::Gelu(GeluApprox::None)) && tape::should_record(&[self]) {
+            return self.gelu_recorded();
+        }
         let out = Tensor::from_parts(op.forward(&self.data()), self.0.shape.clone());
         tape::record(out.clone(), &[self], || {
             Op::Unary(UnaryRecord {
                 op,
                 input: self.clone(),
                 output: out,
+                derivative: None,
+            })
+        })
+    }
+
+    /// The exact GELU when it will be recorded: the forward's erf also gives gelu'(x),
+    /// which the record keeps, so the backward does not evaluate erf a second time.
+    fn gelu_recorded(&self) -> Tensor {
+        let (y, d) = gelu_exact_and_derivative(&self.data());
+        let out = Tensor::from_parts(y, self.0.shape.clone());
+        let derivative = Tensor::from_parts(d, self.0.shape.clone());
+        tape::record(out.clone(), &[self], || {
+            Op::Unary(UnaryRecord {
+                op: UnaryOp::Gelu(GeluApprox::None),
+                input: self.clone(),
+                output: out,
+                derivative: Some(derivative),
             })
         })
     }

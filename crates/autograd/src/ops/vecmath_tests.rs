@@ -138,3 +138,37 @@ fn both_paths_agree_on_gelu_and_its_derivative() {
     gelu_forward(&xs[3..4], &mut one);
     assert_eq!(one[0].to_bits(), y_d[3].to_bits());
 }
+
+#[test]
+fn the_saved_derivative_gives_the_backward_s_bits() {
+    // Values in every erf piece (small, mid, tail, beyond 6), a padded tail of 3.
+    let xs: Vec<f32> = (0..59).map(|i| (i as f32 - 29.0) * 0.23).collect();
+    let gs: Vec<f32> = (0..59).map(|i| 0.5 + (i % 7) as f32 * 0.3).collect();
+    let (mut y, mut d) = (vec![0.0; 59], vec![0.0; 59]);
+    let (mut y_ref, mut dx_ref) = (vec![0.0; 59], vec![0.0; 59]);
+    gelu_forward_and_derivative(&xs, &mut y, &mut d);
+    gelu_forward(&xs, &mut y_ref);
+    gelu_backward(&gs, &xs, &mut dx_ref);
+    for i in 0..59 {
+        assert_eq!(y[i].to_bits(), y_ref[i].to_bits(), "gelu({})", xs[i]);
+        assert_eq!(
+            (gs[i] * d[i]).to_bits(),
+            dx_ref[i].to_bits(),
+            "gelu'({})",
+            xs[i]
+        );
+    }
+    // The portable path, against its own reference.
+    forward_and_derivative_scalar(&xs, &mut y, &mut d);
+    forward_scalar(&xs, &mut y_ref);
+    backward_scalar(&gs, &xs, &mut dx_ref);
+    for i in 0..59 {
+        assert_eq!(y[i].to_bits(), y_ref[i].to_bits(), "gelu({})", xs[i]);
+        assert_eq!(
+            (gs[i] * d[i]).to_bits(),
+            dx_ref[i].to_bits(),
+            "gelu'({})",
+            xs[i]
+        );
+    }
+}
