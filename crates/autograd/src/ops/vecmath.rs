@@ -206,17 +206,17 @@ mod avx2 {
         _mm256_blendv_ps(b, a, mask)
     }
 
-    /// eˣ within about 1 ulp (Cephes' expf: x = n·ln2 + r, a degree-7 polynomial in r,
-    /// 2ⁿ built in the exponent bits). Results below 2⁻¹²⁵ flush to 0; above the
-    /// largest float, +∞; NaN stays NaN.
+    /// Below ln(2⁻¹²⁵) [`exp`] flushes its result to 0: results near the subnormal range
+    /// would cost a microcode assist per lane (masked attention scores are −∞, so half
+    /// a causal tile lands here).
+    const EXP_LO: f32 = -86.643_4; // ln(2⁻¹²⁵)
+    /// Above ln(f32::MAX) [`exp`] gives +∞.
+    const EXP_HI: f32 = 88.722_83;
+
+    /// The shared body of [`exp`] and [`exp_nonpositive`] for `xc` already clamped to
+    /// [EXP_LO, EXP_HI]: (y, n) with eˣᶜ = y·2ⁿ, y within [½√2, √2].
     #[inline(always)]
-    pub(super) unsafe fn exp(x: __m256) -> __m256 {
-        // Below ln(2⁻¹²⁵) the result is flushed to 0: results near the subnormal range
-        // would cost a microcode assist per lane (masked attention scores are −∞, so
-        // half a causal tile lands here).
-        const LO: f32 = -86.643_4; // ln(2⁻¹²⁵)
-        const HI: f32 = 88.722_83; // ln(f32::MAX)
-        let xc = _mm256_min_ps(_mm256_max_ps(x, splat(LO)), splat(HI));
+    unsafe fn exp_parts(xc: __m256) -> (__m256, __m256i) {
         let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
             _mm256_mul_ps(xc, splat(std::f32::consts::LOG2_E)),
         );
@@ -235,25 +235,48 @@ mod avx2 {
         );
         let r2 = _mm256_mul_ps(r, r);
         let y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), splat(1.0));
+        (y, _mm256_cvtps_epi32(n))
+    }
+
+    /// eˣ within about 1 ulp (Cephes' expf: x = n·ln2 + r, a degree-7 polynomial in r,
+    /// 2ⁿ built in the exponent bits). Results below 2⁻¹²⁵ flush to 0; above the
+    /// largest float, +∞; NaN stays NaN.
+    #[inline(always)]
+    pub(super) unsafe fn exp(x: __m256) -> __m256 {
+        let xc = _mm256_min_ps(_mm256_max_ps(x, splat(EXP_LO)), splat(EXP_HI));
+        let (y, ni) = exp_parts(xc);
         // n ∈ [−126, 128]: split 2ⁿ in two halves so n = 128 does not overflow the
         // exponent field before the multiply.
-        let ni = _mm256_cvtps_epi32(n);
         let half = _mm256_srai_epi32::<1>(ni);
         let y = _mm256_mul_ps(
             _mm256_mul_ps(y, pow2(half)),
             pow2(_mm256_sub_epi32(ni, half)),
         );
         let y = select(
-            _mm256_cmp_ps::<_CMP_LT_OQ>(x, splat(LO)),
+            _mm256_cmp_ps::<_CMP_LT_OQ>(x, splat(EXP_LO)),
             _mm256_setzero_ps(),
             y,
         );
         let y = select(
-            _mm256_cmp_ps::<_CMP_GT_OQ>(x, splat(HI)),
+            _mm256_cmp_ps::<_CMP_GT_OQ>(x, splat(EXP_HI)),
             splat(f32::INFINITY),
             y,
         );
         select(_mm256_cmp_ps::<_CMP_UNORD_Q>(x, x), x, y)
+    }
+
+    /// [`exp`] for x ≤ 0, with its bits there (the GELU density's e^(−x²/2)); a NaN
+    /// lane gives some finite value instead of NaN. The upper clamp and the +∞ and NaN
+    /// blends cannot act on x ≤ 0, and n ∈ [−125, 0] makes 2ⁿ one normal float, with
+    /// y·2ⁿ ≥ ½√2·2⁻¹²⁵ normal: one exact multiply gives the bits of `exp`'s two.
+    #[inline(always)]
+    unsafe fn exp_nonpositive(x: __m256) -> __m256 {
+        let (y, ni) = exp_parts(_mm256_max_ps(x, splat(EXP_LO)));
+        select(
+            _mm256_cmp_ps::<_CMP_LT_OQ>(x, splat(EXP_LO)),
+            _mm256_setzero_ps(),
+            _mm256_mul_ps(y, pow2(ni)),
+        )
     }
 
     /// 2ᵏ per lane for integer k in [−126, 127], built in the exponent bits. (A function,
@@ -335,22 +358,32 @@ mod avx2 {
         _mm256_mul_ps(_mm256_mul_ps(splat(0.5), x), _mm256_add_ps(splat(1.0), e))
     }
 
-    /// gelu'(x) given e = erf(x/√2): Φ(x) + x·φ(x).
+    /// gelu'(x) given e = erf(x/√2): Φ(x) + x·φ(x). The density's exponent −x²/2 is
+    /// never positive, so [`exp_nonpositive`] gives [`exp`]'s bits (a NaN x makes the
+    /// sum NaN either way).
     #[inline(always)]
     unsafe fn derivative8(x: __m256, e: __m256) -> __m256 {
         let cdf = _mm256_mul_ps(splat(0.5), _mm256_add_ps(splat(1.0), e));
-        let pdf = exp(_mm256_mul_ps(_mm256_mul_ps(splat(-0.5), x), x));
+        let pdf = exp_nonpositive(_mm256_mul_ps(_mm256_mul_ps(splat(-0.5), x), x));
         _mm256_add_ps(
             cdf,
             _mm256_mul_ps(_mm256_mul_ps(x, splat(INV_SQRT_2PI)), pdf),
         )
     }
 
+    /// g · gelu'(x) as the backward computed it before the derivative was saved, with
+    /// the general [`exp`]: the tests' reference.
     #[cfg(test)]
     #[inline(always)]
     unsafe fn gelu_grad8(g: __m256, x: __m256) -> __m256 {
         let e = erf(_mm256_mul_ps(x, splat(FRAC_1_SQRT_2)));
-        _mm256_mul_ps(g, derivative8(x, e))
+        let cdf = _mm256_mul_ps(splat(0.5), _mm256_add_ps(splat(1.0), e));
+        let pdf = exp(_mm256_mul_ps(_mm256_mul_ps(splat(-0.5), x), x));
+        let d = _mm256_add_ps(
+            cdf,
+            _mm256_mul_ps(_mm256_mul_ps(x, splat(INV_SQRT_2PI)), pdf),
+        );
+        _mm256_mul_ps(g, d)
     }
 
     /// (gelu(x), gelu'(x)) from one erf.
@@ -471,6 +504,18 @@ mod avx2 {
     pub(super) unsafe fn exp_slice(x: &[f32], out: &mut [f32]) {
         for (xs, os) in x.chunks(8).zip(out.chunks_mut(8)) {
             store_tail(exp(load_tail(xs)), os);
+        }
+    }
+
+    /// [`exp_nonpositive`] of each element (for the tests).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[cfg(test)]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn exp_nonpositive_slice(x: &[f32], out: &mut [f32]) {
+        for (xs, os) in x.chunks(8).zip(out.chunks_mut(8)) {
+            store_tail(exp_nonpositive(load_tail(xs)), os);
         }
     }
 }

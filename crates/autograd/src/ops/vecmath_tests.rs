@@ -172,3 +172,30 @@ fn the_saved_derivative_gives_the_backward_s_bits() {
         );
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_nonpositive_exp_has_the_general_exp_s_bits() {
+    if !crate::cpu::has_avx2_fma() {
+        return;
+    }
+    // A dense sweep of [−100, 0] (past the flush to 0), ±0 and −∞.
+    let mut xs: Vec<f32> = (0..=400_000).map(|i| -(i as f32) * 2.5e-4).collect();
+    xs.extend([
+        0.0,
+        -0.0,
+        f32::NEG_INFINITY,
+        -86.643_4,
+        -86.643_3,
+        -86.643_5,
+    ]);
+    let (mut want, mut got) = (vec![0.0; xs.len()], vec![0.0; xs.len()]);
+    // SAFETY: AVX2 and FMA were detected just above.
+    unsafe {
+        avx2::exp_slice(&xs, &mut want);
+        avx2::exp_nonpositive_slice(&xs, &mut got);
+    }
+    for ((x, w), g) in xs.iter().zip(&want).zip(&got) {
+        assert_eq!(w.to_bits(), g.to_bits(), "exp({x})");
+    }
+}
