@@ -70,6 +70,25 @@ fn head_inputs(dims: Dims, qkv: &[f32], h: usize) -> (Rows<'_>, Rows<'_>, Rows<'
     (at(h * d), at(e + h * d), at(2 * e + h * d))
 }
 
+/// Reads one float of every cache line of `data`, in order, and throws the bits away.
+/// A batch element's blocks (`qkv`, `out`, `dout`, the probabilities, `dqkv`) are each
+/// contiguous and together fit the core's L2 cache, but every head walks them as a
+/// column of rows `E` or `3E` apart: one or two lines a row, a stride the hardware
+/// prefetcher follows poorly across pages, so in a training step (operands cold, out
+/// of a layer's other ops) the products stall on each new row. Streamed once in order
+/// first, the blocks come in at full bandwidth for all the element's heads (the blocks
+/// written too: their lines are then in the cache when the stores come). Integer
+/// reads: no arithmetic on whatever an output block holds. Results are unchanged.
+fn warm(data: &[f32]) {
+    let mut lanes = [0u32; 8];
+    for chunk in data.chunks(128) {
+        for (l, x) in lanes.iter_mut().zip(chunk.iter().step_by(16)) {
+            *l ^= x.to_bits();
+        }
+    }
+    std::hint::black_box(lanes);
+}
+
 /// Forward for one batch element: `qkv` (T × 3E) into `out` (T × E) and `lse` (H × T),
 /// and the probabilities into `probs` (H × T × T) when given.
 fn forward_batch(
@@ -81,6 +100,9 @@ fn forward_batch(
 ) {
     let Dims { t, e, heads, d } = dims;
     let mut scratch = pool::for_overwrite(forward_scratch_len(g));
+    // The inputs, and the output (written along the heads' strided rows).
+    warm(qkv);
+    warm(out);
     for h in 0..heads {
         let inputs = head_inputs(dims, qkv, h);
         let lse = &mut lse[h * t..(h + 1) * t];
@@ -105,6 +127,10 @@ fn backward_batch(
 ) {
     let Dims { t, e, heads, d } = dims;
     let mut scratch = pool::for_overwrite(backward_scratch_len(g));
+    // The inputs, and the gradient (written along the heads' strided rows).
+    for part in [qkv, out, dout, probs, &*dqkv] {
+        warm(part);
+    }
     for h in 0..heads {
         let saved = (
             Rows::new(&out[h * d..], e),

@@ -297,30 +297,48 @@ fn forward_one_tile(
             transpose(k, 0, keys, d, kt);
             scores(g, q, (r0, rows), (0, keys), kt, (p, keys));
         }
-        for i in 0..rows {
+        // The softmax in three passes over the rows (maxima; exponentials; sums and
+        // normalisation) rather than one row at a time: a row's steps depend on each
+        // other (maximum → exponentials → sum), so row by row the core waits on each
+        // step's latency, while a pass's rows are independent and overlap. Each element
+        // sees the same operations in the same order either way (same bits).
+        let mut maxima = [0.0f32; TILE_Q];
+        for (i, max) in maxima[..rows].iter_mut().enumerate() {
             let r = r0 + i;
-            let row = &mut p[i * keys..(i + 1) * keys];
-            let saved = probs.as_deref_mut().map(|all| &mut all[r * s..(r + 1) * s]);
-            let live = live_keys(g, r, 0, keys);
-            let (live_part, dead) = row.split_at_mut(live);
+            let (live_part, dead) =
+                p[i * keys..(i + 1) * keys].split_at_mut(live_keys(g, r, 0, keys));
             // Masked keys get probability 0 (exp(−∞)).
             dead.fill(0.0);
-            let max = row_max(g, live_part, r, 0, mask);
-            if max == f32::NEG_INFINITY {
+            *max = row_max(g, live_part, r, 0, mask);
+            if *max == f32::NEG_INFINITY {
                 // Every key is masked out: zeros (as PyTorch's CPU kernel gives), and
                 // `lse = -inf` makes the row's backward zero too.
                 live_part.fill(0.0);
+            }
+        }
+        for (i, &max) in maxima[..rows].iter().enumerate() {
+            if max != f32::NEG_INFINITY {
+                let row = &mut p[i * keys..(i + 1) * keys];
+                let live = live_keys(g, r0 + i, 0, keys);
+                shift_row(g, &mut row[..live], mask.is_some(), max);
+                exp_live(row, live);
+            }
+        }
+        for (i, &max) in maxima[..rows].iter().enumerate() {
+            let r = r0 + i;
+            let row = &mut p[i * keys..(i + 1) * keys];
+            let saved = probs.as_deref_mut().map(|all| &mut all[r * s..(r + 1) * s]);
+            if max == f32::NEG_INFINITY {
                 if let Some(saved) = saved {
                     saved.fill(0.0);
                 }
                 lse[r] = f32::NEG_INFINITY;
                 continue;
             }
-            shift_row(g, live_part, mask.is_some(), max);
-            exp_live(&mut row[..keys], live);
+            let live = live_keys(g, r, 0, keys);
             // Over the whole row, masked zeros included, so that a causal mask and the
             // same mask given explicitly sum alike.
-            let total = sum_of(&row[..keys]);
+            let total = sum_of(row);
             let inv = 1.0 / total;
             // The scores stay in hot scratch until here; the saved row (cold memory,
             // read back by the backward) is written once, in this pass.
