@@ -139,6 +139,19 @@ fn both_paths_agree_on_gelu_and_its_derivative() {
     assert_eq!(one[0].to_bits(), y_d[3].to_bits());
 }
 
+/// `y` matches `y_ref` and `g·d` matches the backward's `dx_ref`, bit for bit.
+fn same_bits(xs: &[f32], gs: &[f32], (y, d): (&[f32], &[f32]), (y_ref, dx_ref): (&[f32], &[f32])) {
+    for i in 0..xs.len() {
+        assert_eq!(y[i].to_bits(), y_ref[i].to_bits(), "gelu({})", xs[i]);
+        assert_eq!(
+            (gs[i] * d[i]).to_bits(),
+            dx_ref[i].to_bits(),
+            "gelu'({})",
+            xs[i]
+        );
+    }
+}
+
 #[test]
 fn the_saved_derivative_gives_the_backward_s_bits() {
     // Values in every erf piece (small, mid, tail, beyond 6), a padded tail of 3.
@@ -149,28 +162,12 @@ fn the_saved_derivative_gives_the_backward_s_bits() {
     gelu_forward_and_derivative(&xs, &mut y, &mut d);
     gelu_forward(&xs, &mut y_ref);
     gelu_backward(&gs, &xs, &mut dx_ref);
-    for i in 0..59 {
-        assert_eq!(y[i].to_bits(), y_ref[i].to_bits(), "gelu({})", xs[i]);
-        assert_eq!(
-            (gs[i] * d[i]).to_bits(),
-            dx_ref[i].to_bits(),
-            "gelu'({})",
-            xs[i]
-        );
-    }
+    same_bits(&xs, &gs, (&y, &d), (&y_ref, &dx_ref));
     // The portable path, against its own reference.
     forward_and_derivative_scalar(&xs, &mut y, &mut d);
     forward_scalar(&xs, &mut y_ref);
     backward_scalar(&gs, &xs, &mut dx_ref);
-    for i in 0..59 {
-        assert_eq!(y[i].to_bits(), y_ref[i].to_bits(), "gelu({})", xs[i]);
-        assert_eq!(
-            (gs[i] * d[i]).to_bits(),
-            dx_ref[i].to_bits(),
-            "gelu'({})",
-            xs[i]
-        );
-    }
+    same_bits(&xs, &gs, (&y, &d), (&y_ref, &dx_ref));
 }
 
 #[cfg(target_arch = "x86_64")]
