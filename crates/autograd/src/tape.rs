@@ -22,6 +22,7 @@ use crate::ops::{
 };
 use crate::parallel::for_each_piece;
 use crate::pool;
+use crate::shape::Shape;
 use crate::tensor::Tensor;
 
 /// Where a recorded op's output lives on the tape.
@@ -193,6 +194,50 @@ pub(crate) fn record(out: Tensor, inputs: &[&Tensor], make_op: impl FnOnce() -> 
     out
 }
 
+/// Where a record sends an input's gradient, for an input whose data its backward does
+/// not read (an add's operands, a GELU's input once its derivative is saved).
+///
+/// A non-leaf is kept as its node id and shape only, not as the tensor: holding the
+/// tensor would hold its buffer until the whole record is released, and in a network
+/// those buffers (a feed-forward layer's pre-activation, a residual branch's output)
+/// would keep the step's working set larger than the cache for nothing. A leaf keeps
+/// the tensor, whose `.grad` receives the gradient.
+pub(crate) enum GradTarget {
+    /// A tensor made by a recorded op: its gradient goes to that op's slot.
+    Node { id: NodeId, shape: Shape },
+    /// A leaf or a constant.
+    Tensor(Tensor),
+}
+
+impl GradTarget {
+    /// The target for `t`.
+    pub(crate) fn of(t: &Tensor) -> GradTarget {
+        match t.0.node.get() {
+            Some(id) => GradTarget::Node {
+                id,
+                shape: t.0.shape.clone(),
+            },
+            None => GradTarget::Tensor(t.clone()),
+        }
+    }
+
+    /// The input's shape.
+    pub(crate) fn shape(&self) -> &[usize] {
+        match self {
+            GradTarget::Node { shape, .. } => shape,
+            GradTarget::Tensor(t) => t.shape(),
+        }
+    }
+
+    /// Whether the input wants a gradient (a non-leaf always does).
+    pub(crate) fn requires_grad(&self) -> bool {
+        match self {
+            GradTarget::Node { .. } => true,
+            GradTarget::Tensor(t) => t.requires_grad(),
+        }
+    }
+}
+
 /// Gradients flowing backward, one slot per node of the walked record.
 pub(crate) struct Grads {
     slots: Vec<Option<Vec<f32>>>,
@@ -213,14 +258,33 @@ impl Grads {
     /// Adds a gradient (same length as `t`) into `t`'s slot, or into its `.grad` when
     /// `t` is a leaf that requires grad; a constant's gradient is recycled.
     pub(crate) fn add(&mut self, t: &Tensor, g: Vec<f32>) {
-        debug_assert_eq!(g.len(), t.numel());
+        self.add_at(t.0.node.get(), t.shape(), Some(t), g);
+    }
+
+    /// [`Grads::add`] for an input kept as a [`GradTarget`].
+    pub(crate) fn add_to(&mut self, target: &GradTarget, g: Vec<f32>) {
+        match target {
+            GradTarget::Node { id, shape } => self.add_at(Some(*id), shape, None, g),
+            GradTarget::Tensor(t) => self.add(t, g),
+        }
+    }
+
+    /// The one body of both: a node's slot, else the leaf's `.grad`, else the pool.
+    fn add_at(
+        &mut self,
+        node: Option<NodeId>,
+        shape: &[usize],
+        leaf: Option<&Tensor>,
+        g: Vec<f32>,
+    ) {
+        debug_assert_eq!(g.len(), shape.iter().product::<usize>());
         if self.check && self.anomaly.is_none() {
             if let Some(kind) = non_finite(&g) {
-                self.anomaly = Some((t.shape().to_vec(), kind));
+                self.anomaly = Some((shape.to_vec(), kind));
             }
         }
-        match t.0.node.get() {
-            Some(id) if id.generation == self.generation => {
+        match (node, leaf) {
+            (Some(id), _) if id.generation == self.generation => {
                 let slot = &mut self.slots[id.index as usize];
                 match slot {
                     None => *slot = Some(g),
@@ -230,12 +294,12 @@ impl Grads {
                     }
                 }
             }
-            Some(_) => {
+            (Some(_), _) => {
                 self.stale = true;
                 pool::give(g);
             }
-            None if t.0.requires_grad.get() => t.accumulate_grad(g),
-            None => pool::give(g),
+            (None, Some(t)) if t.0.requires_grad.get() => t.accumulate_grad(g),
+            (None, _) => pool::give(g),
         }
     }
 }
@@ -294,6 +358,7 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
         let anomaly = tape.anomaly.take();
         Ok((std::mem::take(&mut tape.nodes), generation, anomaly))
     })?;
+    let mut nodes = nodes;
 
     let check = is_anomaly_enabled();
     let last = id.index as usize;
@@ -322,11 +387,17 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
     if anomaly.is_none() {
         // Backward rules may call tensor ops; they must not record.
         let _guard = no_grad_guard();
-        for (index, op) in nodes[..=last].iter().enumerate().rev() {
+        // Ops recorded after the root take no part; their saved buffers go back first.
+        nodes.truncate(last + 1);
+        // Each record is dropped as soon as its backward has run, as PyTorch frees a
+        // node's saved tensors: its buffers go back to the pool while the walk goes on,
+        // so the gradients made next reuse memory that is still in cache.
+        while let Some(op) = nodes.pop() {
+            let index = nodes.len();
             let Some(mut g) = grads.slots[index].take() else {
                 continue;
             };
-            match op {
+            match &op {
                 // These take g itself (left empty here): an add hands it on without a
                 // copy, a unary op with a saved derivative scales it in place.
                 Op::Unary(r) => r.backward(std::mem::take(&mut g), &mut grads),
@@ -364,7 +435,6 @@ pub(crate) fn backward(root: &Tensor, seed: Vec<f32>) -> Result<()> {
     SPARE_SLOTS.with(|s| s.set(slots));
     // Dropping the record hands its saved buffers back to the pool; the empty arena
     // goes back to the tape so its capacity is reused by the next step.
-    let mut nodes = nodes;
     nodes.clear();
     TAPE.with(|t| {
         let mut tape = t.borrow_mut();

@@ -1,7 +1,9 @@
 //! Tape semantics: accumulation, zeroing, no_grad, detach, released graphs, errors,
 //! and memory that stays flat over a long training loop.
 
-use tapegrad_autograd::{live_tensors, no_grad, no_grad_guard, pooled_bytes, tape_len, Tensor};
+use tapegrad_autograd::{
+    live_tensors, no_grad, no_grad_guard, pooled_bytes, tape_len, GeluApprox, Tensor,
+};
 
 fn leaf(data: &[f32]) -> Tensor {
     Tensor::from_slice(data, &[data.len()])
@@ -156,4 +158,71 @@ fn memory_stays_flat_over_a_million_steps() {
     assert_eq!(live_tensors(), live, "tensors leaked");
     assert_eq!(pooled_bytes(), pooled, "the buffer pool grew");
     assert!(w.data().iter().all(|v| v.is_finite()));
+}
+
+/// A sum's record and a saved-derivative GELU's record keep only where their inputs'
+/// gradients go: dropping the inputs hands their buffers back at once, not when the
+/// graph is released, and the gradients still arrive.
+#[test]
+fn records_that_do_not_read_an_input_do_not_keep_its_buffer() {
+    let n = 4096;
+    let x = leaf(&vec![0.5; n]);
+    let (two, three) = (Tensor::full(&[n], 2.0), Tensor::full(&[n], 3.0));
+    let a = &x * &two;
+    let b = &x * &three;
+    let sum = &a + &b;
+    let h = &sum * &two;
+    let y = h.gelu(GeluApprox::None);
+    let before = pooled_bytes();
+    drop((a, b, h));
+    assert_eq!(
+        pooled_bytes(),
+        before + 3 * 4 * n,
+        "an input's buffer was kept"
+    );
+    y.sum().backward();
+    // d/dx gelu(2·5x) = 10 · gelu'(5) at x = 0.5; gelu'(5) rounds to 1 in f32.
+    let grad = x.grad().unwrap().to_vec();
+    assert!(
+        grad.iter().all(|&g| (g - 10.0).abs() < 1e-4),
+        "{:?}",
+        &grad[..4]
+    );
+}
+
+/// Each record is released as soon as its backward has run: by the time the backward
+/// reaches an early op, the tensors saved by the ops after it are gone.
+#[test]
+fn backward_releases_each_record_as_it_goes() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    let n = 64;
+    let x = leaf(&vec![0.25; n]);
+    let live_at_probe = Rc::new(Cell::new(usize::MAX));
+    let probe = {
+        let seen = Rc::clone(&live_at_probe);
+        tapegrad_autograd::custom_op("probe", &[&x], x.to_vec(), &[n], move |g| {
+            seen.set(live_tensors());
+            vec![Some(g.to_vec())]
+        })
+        .unwrap()
+    };
+    // Held only by the records after the probe: the product keeps `probe` and `k`, the
+    // GELU its derivative.
+    let k = Tensor::full(&[n], 3.0);
+    let loss = (&probe * &k).gelu(GeluApprox::None).sum();
+    drop((probe, k));
+    let before = live_tensors();
+    loss.backward();
+    assert!(
+        live_at_probe.get() + 3 <= before,
+        "{} tensors live at the probe, {before} before the backward",
+        live_at_probe.get()
+    );
+    // 3 · gelu'(0.75), gelu'(0.75) = Φ(0.75) + 0.75 · φ(0.75) = 0.99921…
+    let grad = x.grad().unwrap().to_vec();
+    assert!(
+        grad.iter().all(|&g| (g - 3.0 * 0.999_21).abs() < 1e-4),
+        "{grad:?}"
+    );
 }

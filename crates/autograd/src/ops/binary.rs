@@ -17,7 +17,7 @@ use crate::shape::{
 
 /// Elements per piece when a same-shape op is split across threads.
 const PIECE: usize = 1 << 14;
-use crate::tape::{self, Grads, Op};
+use crate::tape::{self, GradTarget, Grads, Op};
 use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, Debug)]
@@ -162,11 +162,15 @@ pub(crate) fn sum_to_shape(g: Vec<f32>, from: &[usize], to: &[usize]) -> Vec<f32
     out
 }
 
-/// What a binary op saves: handles to both inputs (their data is needed by mul and div).
+/// What a binary op saves: where each input's gradient goes, and for mul and div, whose
+/// backward reads them, the inputs themselves. A sum keeps no operand data: its inputs'
+/// buffers (a residual branch's output) go back to the pool when the program drops them.
 pub(crate) struct BinaryRecord {
     op: BinaryOp,
-    lhs: Tensor,
-    rhs: Tensor,
+    lhs: GradTarget,
+    rhs: GradTarget,
+    /// `(lhs, rhs)` for mul and div; `None` for add and sub.
+    operands: Option<(Tensor, Tensor)>,
     out_shape: Shape,
 }
 
@@ -176,7 +180,18 @@ impl BinaryRecord {
     pub(crate) fn backward(&self, g: Vec<f32>, grads: &mut Grads) {
         let (a, b) = (&self.lhs, &self.rhs);
         let (sa, sb, so) = (a.shape(), b.shape(), &self.out_shape[..]);
-        let (want_a, want_b) = (grads.wants(a), grads.wants(b));
+        let (want_a, want_b) = (a.requires_grad(), b.requires_grad());
+        let operand = |i: usize| {
+            let (x, y) = self
+                .operands
+                .as_ref()
+                .expect("mul and div keep their operands");
+            if i == 0 {
+                x.data()
+            } else {
+                y.data()
+            }
+        };
         // For b, computed first so that g itself can go to a afterwards.
         let gb = if want_b {
             match self.op {
@@ -187,10 +202,10 @@ impl BinaryRecord {
                     neg.extend(g.iter().map(|&v| -v));
                     Some(neg)
                 }
-                BinaryOp::Mul => Some(zip_broadcast(&g, so, &a.data(), sa, so, |g, x| g * x)),
+                BinaryOp::Mul => Some(zip_broadcast(&g, so, &operand(0), sa, so, |g, x| g * x)),
                 BinaryOp::Div => {
                     // d(x/y)/dy = −x / y², as PyTorch computes it: −g · (x / y) / y.
-                    let (x, y) = (a.data(), b.data());
+                    let (x, y) = (operand(0), operand(1));
                     let q = zip_broadcast(&x, sa, &y, sb, so, |x, y| x / y);
                     let gq = zip_broadcast(&g, so, &q, so, so, |g, q| -g * q);
                     pool::give(q);
@@ -209,7 +224,7 @@ impl BinaryRecord {
                 BinaryOp::Mul => zip_broadcast(
                     g.as_deref().expect("kept"),
                     so,
-                    &b.data(),
+                    &operand(1),
                     sb,
                     so,
                     |g, y| g * y,
@@ -217,20 +232,20 @@ impl BinaryRecord {
                 BinaryOp::Div => zip_broadcast(
                     g.as_deref().expect("kept"),
                     so,
-                    &b.data(),
+                    &operand(1),
                     sb,
                     so,
                     |g, y| g / y,
                 ),
             };
-            grads.add(a, sum_to_shape(full, so, sa));
+            grads.add_to(a, sum_to_shape(full, so, sa));
         }
         if want_b {
             let full = match gb {
                 Some(gb) => gb,
                 None => g.take().expect("add hands g to b when a does not want it"),
             };
-            grads.add(b, sum_to_shape(full, so, sb));
+            grads.add_to(b, sum_to_shape(full, so, sb));
         }
         if let Some(g) = g {
             pool::give(g);
@@ -278,8 +293,12 @@ impl Tensor {
         Ok(tape::record(out, &[self, rhs], || {
             Op::Binary(BinaryRecord {
                 op,
-                lhs: self.clone(),
-                rhs: rhs.clone(),
+                lhs: GradTarget::of(self),
+                rhs: GradTarget::of(rhs),
+                operands: match op {
+                    BinaryOp::Add | BinaryOp::Sub => None,
+                    BinaryOp::Mul | BinaryOp::Div => Some((self.clone(), rhs.clone())),
+                },
                 out_shape,
             })
         }))

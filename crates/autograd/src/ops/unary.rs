@@ -11,7 +11,7 @@ use crate::error::or_panic;
 use crate::ops::vecmath;
 use crate::parallel::{for_each_piece, for_each_piece2};
 use crate::pool;
-use crate::tape::{self, Grads, Op};
+use crate::tape::{self, GradTarget, Grads, Op};
 use crate::tensor::Tensor;
 
 /// Which formula `gelu` uses, like PyTorch's `approximate` argument.
@@ -235,29 +235,38 @@ impl UnaryOp {
     }
 }
 
-/// What a unary op saves: its input and its output (several derivatives need y), and
-/// for the exact GELU its derivative f'(x), computed by the forward from the same erf.
+/// What a unary op saves: where its input's gradient goes, and what its backward reads.
 pub(crate) struct UnaryRecord {
     op: UnaryOp,
-    input: Tensor,
-    output: Tensor,
-    derivative: Option<Tensor>,
+    input: GradTarget,
+    saved: UnarySaved,
+}
+
+/// What a unary op's backward reads.
+enum UnarySaved {
+    /// The input and the output (several derivatives need y), for `UnaryOp::derivative`.
+    Values { input: Tensor, output: Tensor },
+    /// f'(x), computed by the forward (the exact GELU's, from the same erf). The input's
+    /// data is not kept: in a feed-forward layer it is the pre-activation, and its buffer
+    /// goes back to the pool as soon as the forward has moved on.
+    Derivative(Tensor),
 }
 
 impl UnaryRecord {
     /// Takes the output gradient itself: with a saved derivative it becomes the input
     /// gradient in place (g · f'(x), the same product as `derivative` computes).
     pub(crate) fn backward(&self, mut g: Vec<f32>, grads: &mut Grads) {
-        if let Some(d) = &self.derivative {
-            scale_by(&mut g, &d.data());
-            grads.add(&self.input, g);
-            return;
+        match &self.saved {
+            UnarySaved::Derivative(d) => {
+                scale_by(&mut g, &d.data());
+                grads.add_to(&self.input, g);
+            }
+            UnarySaved::Values { input, output } => {
+                let dx = self.op.derivative(&g, &input.data(), &output.data());
+                pool::give(g);
+                grads.add_to(&self.input, dx);
+            }
         }
-        let dx = self
-            .op
-            .derivative(&g, &self.input.data(), &self.output.data());
-        pool::give(g);
-        grads.add(&self.input, dx);
     }
 }
 
@@ -277,9 +286,11 @@ impl Tensor {
         tape::record(out.clone(), &[self], || {
             Op::Unary(UnaryRecord {
                 op,
-                input: self.clone(),
-                output: out,
-                derivative: None,
+                input: GradTarget::of(self),
+                saved: UnarySaved::Values {
+                    input: self.clone(),
+                    output: out,
+                },
             })
         })
     }
@@ -290,12 +301,11 @@ impl Tensor {
         let (y, d) = gelu_exact_and_derivative(&self.data());
         let out = Tensor::from_parts(y, self.0.shape.clone());
         let derivative = Tensor::from_parts(d, self.0.shape.clone());
-        tape::record(out.clone(), &[self], || {
+        tape::record(out, &[self], || {
             Op::Unary(UnaryRecord {
                 op: UnaryOp::Gelu(GeluApprox::None),
-                input: self.clone(),
-                output: out,
-                derivative: Some(derivative),
+                input: GradTarget::of(self),
+                saved: UnarySaved::Derivative(derivative),
             })
         })
     }
