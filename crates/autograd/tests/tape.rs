@@ -160,9 +160,9 @@ fn memory_stays_flat_over_a_million_steps() {
     assert!(w.data().iter().all(|v| v.is_finite()));
 }
 
-/// A sum's record and a saved-derivative GELU's record keep only where their inputs'
-/// gradients go: dropping the inputs hands their buffers back at once, not when the
-/// graph is released, and the gradients still arrive.
+/// A sum's, a saved-derivative GELU's and a ReLU's records keep only where their
+/// inputs' gradients go: dropping the inputs hands their buffers back at once, not when
+/// the graph is released, and the gradients still arrive.
 #[test]
 fn records_that_do_not_read_an_input_do_not_keep_its_buffer() {
     let n = 4096;
@@ -173,18 +173,22 @@ fn records_that_do_not_read_an_input_do_not_keep_its_buffer() {
     let sum = &a + &b;
     let h = &sum * &two;
     let y = h.gelu(GeluApprox::None);
+    // A ReLU's derivative reads its output only, as PyTorch's saves its result.
+    let pre = &x * &three;
+    let r = pre.relu();
     let before = pooled_bytes();
-    drop((a, b, h));
+    drop((a, b, h, pre));
     assert_eq!(
         pooled_bytes(),
-        before + 3 * 4 * n,
+        before + 4 * 4 * n,
         "an input's buffer was kept"
     );
-    y.sum().backward();
-    // d/dx gelu(2·5x) = 10 · gelu'(5) at x = 0.5; gelu'(5) rounds to 1 in f32.
+    (&y.sum() + &r.sum()).backward();
+    // d/dx [gelu(2·5x) + relu(3x)] = 10 · gelu'(5) + 3 at x = 0.5, and
+    // gelu'(5) = Φ(5) + 5·φ(5) = 1.0000071.
     let grad = x.grad().unwrap().to_vec();
     assert!(
-        grad.iter().all(|&g| (g - 10.0).abs() < 1e-4),
+        grad.iter().all(|&g| (g - 13.000_071).abs() < 2e-5),
         "{:?}",
         &grad[..4]
     );

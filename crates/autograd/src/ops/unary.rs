@@ -175,7 +175,33 @@ impl UnaryOp {
         }
     }
 
-    /// The input gradient g · f'(x), given the input x and the output y.
+    /// Which of x and y [`UnaryOp::derivative`] reads, so a record keeps only that one
+    /// (as PyTorch's autograd saves a ReLU's result and not its input).
+    fn reads(self) -> Reads {
+        match self {
+            UnaryOp::Exp | UnaryOp::Sqrt | UnaryOp::Relu | UnaryOp::Sigmoid | UnaryOp::Tanh => {
+                Reads::Output
+            }
+            UnaryOp::Neg
+            | UnaryOp::AddScalar(_)
+            | UnaryOp::MulScalar(_)
+            | UnaryOp::DivScalar(_)
+            | UnaryOp::RSubScalar(_) => Reads::Neither,
+            UnaryOp::Log
+            | UnaryOp::Abs
+            | UnaryOp::LeakyRelu(_)
+            | UnaryOp::Gelu(_)
+            | UnaryOp::Silu
+            | UnaryOp::Elu(_)
+            | UnaryOp::Softplus(..)
+            | UnaryOp::Clamp(..)
+            | UnaryOp::Pow(_)
+            | UnaryOp::RDivScalar(_) => Reads::Input,
+        }
+    }
+
+    /// The input gradient g · f'(x), given the input x and the output y (only the one
+    /// [`UnaryOp::reads`] names is read; the other may be any slice of the same length).
     fn derivative(self, g: &[f32], x: &[f32], y: &[f32]) -> Vec<f32> {
         match self {
             UnaryOp::Neg => chain(g, x, y, |_, _| -1.0),
@@ -235,6 +261,14 @@ impl UnaryOp {
     }
 }
 
+/// Which of its input and output a unary op's derivative reads.
+#[derive(Clone, Copy)]
+enum Reads {
+    Input,
+    Output,
+    Neither,
+}
+
 /// What a unary op saves: where its input's gradient goes, and what its backward reads.
 pub(crate) struct UnaryRecord {
     op: UnaryOp,
@@ -242,13 +276,15 @@ pub(crate) struct UnaryRecord {
     saved: UnarySaved,
 }
 
-/// What a unary op's backward reads.
+/// What a unary op's backward reads. Nothing more is kept, so a buffer no backward
+/// reads (a layer's pre-activation under a ReLU or a saved-derivative GELU) goes back to
+/// the pool as soon as the forward has moved on.
 enum UnarySaved {
-    /// The input and the output (several derivatives need y), for `UnaryOp::derivative`.
-    Values { input: Tensor, output: Tensor },
-    /// f'(x), computed by the forward (the exact GELU's, from the same erf). The input's
-    /// data is not kept: in a feed-forward layer it is the pre-activation, and its buffer
-    /// goes back to the pool as soon as the forward has moved on.
+    /// The one of x and y that the derivative reads (see [`UnaryOp::reads`]).
+    Value(Tensor),
+    /// Neither: the derivative is a constant.
+    Nothing,
+    /// f'(x), computed by the forward (the exact GELU's, from the same erf).
     Derivative(Tensor),
 }
 
@@ -256,17 +292,21 @@ impl UnaryRecord {
     /// Takes the output gradient itself: with a saved derivative it becomes the input
     /// gradient in place (g · f'(x), the same product as `derivative` computes).
     pub(crate) fn backward(&self, mut g: Vec<f32>, grads: &mut Grads) {
-        match &self.saved {
+        let dx = match &self.saved {
             UnarySaved::Derivative(d) => {
                 scale_by(&mut g, &d.data());
                 grads.add_to(&self.input, g);
+                return;
             }
-            UnarySaved::Values { input, output } => {
-                let dx = self.op.derivative(&g, &input.data(), &output.data());
-                pool::give(g);
-                grads.add_to(&self.input, dx);
+            // The kept value stands in for the one the derivative does not read.
+            UnarySaved::Value(v) => {
+                let v = v.data();
+                self.op.derivative(&g, &v, &v)
             }
-        }
+            UnarySaved::Nothing => self.op.derivative(&g, &g, &g),
+        };
+        pool::give(g);
+        grads.add_to(&self.input, dx);
     }
 }
 
@@ -287,9 +327,10 @@ impl Tensor {
             Op::Unary(UnaryRecord {
                 op,
                 input: GradTarget::of(self),
-                saved: UnarySaved::Values {
-                    input: self.clone(),
-                    output: out,
+                saved: match op.reads() {
+                    Reads::Input => UnarySaved::Value(self.clone()),
+                    Reads::Output => UnarySaved::Value(out),
+                    Reads::Neither => UnarySaved::Nothing,
                 },
             })
         })
