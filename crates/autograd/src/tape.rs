@@ -195,13 +195,15 @@ pub(crate) fn record(out: Tensor, inputs: &[&Tensor], make_op: impl FnOnce() -> 
 }
 
 /// Where a record sends an input's gradient, for an input whose data its backward does
-/// not read (an add's operands, a GELU's input once its derivative is saved).
+/// not read: an add's operands, a GELU's input once its derivative is saved, a ReLU's
+/// input (its derivative reads the output), a reshape's, a sum's, a pooling's, a loss's.
 ///
 /// A non-leaf is kept as its node id and shape only, not as the tensor: holding the
 /// tensor would hold its buffer until the whole record is released, and in a network
 /// those buffers (a feed-forward layer's pre-activation, a residual branch's output)
-/// would keep the step's working set larger than the cache for nothing. A leaf keeps
-/// the tensor, whose `.grad` receives the gradient.
+/// would raise the step's peak memory for nothing. PyTorch's autograd likewise saves
+/// only what each backward formula reads. A leaf keeps the tensor, whose `.grad`
+/// receives the gradient.
 pub(crate) enum GradTarget {
     /// A tensor made by a recorded op: its gradient goes to that op's slot.
     Node { id: NodeId, shape: Shape },
@@ -227,6 +229,11 @@ impl GradTarget {
             GradTarget::Node { shape, .. } => shape,
             GradTarget::Tensor(t) => t.shape(),
         }
+    }
+
+    /// The input's element count.
+    pub(crate) fn numel(&self) -> usize {
+        self.shape().iter().product()
     }
 
     /// Whether the input wants a gradient (a non-leaf always does).

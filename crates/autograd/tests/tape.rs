@@ -160,8 +160,8 @@ fn memory_stays_flat_over_a_million_steps() {
     assert!(w.data().iter().all(|v| v.is_finite()));
 }
 
-/// A sum's, a saved-derivative GELU's and a ReLU's records keep only where their
-/// inputs' gradients go: dropping the inputs hands their buffers back at once, not when
+/// A sum's, a saved-derivative GELU's, a ReLU's and a reshape's records keep only where
+/// their inputs' gradients go: dropping the inputs hands their buffers back at once, not when
 /// the graph is released, and the gradients still arrive.
 #[test]
 fn records_that_do_not_read_an_input_do_not_keep_its_buffer() {
@@ -176,19 +176,22 @@ fn records_that_do_not_read_an_input_do_not_keep_its_buffer() {
     // A ReLU's derivative reads its output only, as PyTorch's saves its result.
     let pre = &x * &three;
     let r = pre.relu();
+    // A reshape's record keeps only where its input's gradient goes.
+    let flat = &x * &two;
+    let square = flat.reshape(&[64, 64]);
     let before = pooled_bytes();
-    drop((a, b, h, pre));
+    drop((a, b, h, pre, flat));
     assert_eq!(
         pooled_bytes(),
-        before + 4 * 4 * n,
+        before + 5 * 4 * n,
         "an input's buffer was kept"
     );
-    (&y.sum() + &r.sum()).backward();
-    // d/dx [gelu(2·5x) + relu(3x)] = 10 · gelu'(5) + 3 at x = 0.5, and
+    (&(&y.sum() + &r.sum()) + &square.sum()).backward();
+    // d/dx [gelu(2·5x) + relu(3x) + 2x] = 10 · gelu'(5) + 3 + 2 at x = 0.5, and
     // gelu'(5) = Φ(5) + 5·φ(5) = 1.0000071.
     let grad = x.grad().unwrap().to_vec();
     assert!(
-        grad.iter().all(|&g| (g - 13.000_071).abs() < 2e-5),
+        grad.iter().all(|&g| (g - 15.000_071).abs() < 2e-5),
         "{:?}",
         &grad[..4]
     );

@@ -11,7 +11,7 @@ use crate::error::{or_panic, Result, TensorError};
 use crate::ops::reduce::{check_axis, AxisView};
 use crate::pool;
 use crate::shape::{contiguous_strides, gather_strided, numel, Shape};
-use crate::tape::{self, Grads, Op};
+use crate::tape::{self, GradTarget, Grads, Op};
 use crate::tensor::Tensor;
 
 /// Copies `x` read through `src_strides` into a contiguous buffer of `out_shape`.
@@ -31,10 +31,10 @@ fn permute_data(x: &[f32], shape: &[usize], perm: &[usize]) -> (Vec<f32>, Shape)
 
 pub(crate) enum LayoutRecord {
     /// Output axis `i` is input axis `perm[i]`.
-    Permute { input: Tensor, perm: Shape },
+    Permute { input: GradTarget, perm: Shape },
     /// The output is `input[.., start .. start + len, ..]` along `axis`.
     Narrow {
-        input: Tensor,
+        input: GradTarget,
         axis: usize,
         start: usize,
         len: usize,
@@ -51,7 +51,7 @@ impl LayoutRecord {
                 }
                 let out_shape: Shape = perm.iter().map(|&p| input.shape()[p]).collect();
                 let (dx, _) = permute_data(g, &out_shape, &inverse);
-                grads.add(input, dx);
+                grads.add_to(input, dx);
             }
             LayoutRecord::Narrow {
                 input,
@@ -68,7 +68,7 @@ impl LayoutRecord {
                         dx[at..at + src_w].copy_from_slice(row);
                     }
                 }
-                grads.add(input, dx);
+                grads.add_to(input, dx);
             }
         }
     }
@@ -97,7 +97,7 @@ impl Tensor {
         let out = Tensor::from_parts(data, shape);
         Ok(tape::record(out, &[self], || {
             Op::Layout(LayoutRecord::Permute {
-                input: self.clone(),
+                input: GradTarget::of(self),
                 perm: Shape::from_slice(perm),
             })
         }))
@@ -139,7 +139,7 @@ impl Tensor {
         let out = Tensor::from_parts(data, shape);
         Ok(tape::record(out, &[self], || {
             Op::Layout(LayoutRecord::Narrow {
-                input: self.clone(),
+                input: GradTarget::of(self),
                 axis,
                 start,
                 len,

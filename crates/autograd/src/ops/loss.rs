@@ -10,7 +10,7 @@
 use crate::error::{Result, TensorError};
 use crate::pool;
 use crate::shape::{try_numel, Shape};
-use crate::tape::{self, Grads, Op};
+use crate::tape::{self, GradTarget, Grads, Op};
 use crate::tensor::Tensor;
 
 /// One element's loss and its partial derivatives, as [`pointwise_loss`]'s `f` gives them.
@@ -29,15 +29,15 @@ pub(crate) enum LossRecord {
     /// Elementwise: the derivatives with respect to each input that wants a gradient.
     Pointwise {
         name: &'static str,
-        input: Tensor,
-        target: Tensor,
+        input: GradTarget,
+        target: GradTarget,
         d_input: Option<Tensor>,
         d_target: Option<Tensor>,
     },
     /// NLL on log-probabilities `[N, C, inner...]`.
     Nll {
         name: &'static str,
-        input: Tensor,
+        input: GradTarget,
         /// Per sample: the scale (1 − ε)·w[class] of its picked log-probability, then
         /// its class (see [`encode_class`]); `[2, samples]`.
         per_sample: Tensor,
@@ -87,10 +87,10 @@ impl LossRecord {
                 ..
             } => {
                 for (t, d) in [(input, d_input), (target, d_target)] {
-                    if let Some(d) = d.as_ref().filter(|_| grads.wants(t)) {
+                    if let Some(d) = d.as_ref().filter(|_| t.requires_grad()) {
                         let mut dx = pool::take(g.len());
                         dx.extend(g.iter().zip(d.data().iter()).map(|(g, d)| g * d));
-                        grads.add(t, dx);
+                        grads.add_to(t, dx);
                     }
                 }
             }
@@ -102,7 +102,7 @@ impl LossRecord {
                 inner,
                 ..
             } => {
-                if !grads.wants(input) {
+                if !input.requires_grad() {
                     return;
                 }
                 let (classes, inner) = (*classes, *inner);
@@ -120,7 +120,7 @@ impl LossRecord {
                     }
                     grad[offset(s, c, classes, inner)] -= g * picked[s];
                 }
-                grads.add(input, grad);
+                grads.add_to(input, grad);
             }
         }
     }
@@ -172,8 +172,8 @@ pub fn pointwise_loss(
     Ok(tape::record(out, &[input, target], || {
         Op::Loss(LossRecord::Pointwise {
             name,
-            input: input.clone(),
-            target: target.clone(),
+            input: GradTarget::of(input),
+            target: GradTarget::of(target),
             d_input,
             d_target,
         })
@@ -290,7 +290,7 @@ pub fn nll_from_log_probs(
     let out = tape::record(out, &[input], || {
         Op::Loss(LossRecord::Nll {
             name,
-            input: input.clone(),
+            input: GradTarget::of(input),
             per_sample,
             smooth,
             classes,

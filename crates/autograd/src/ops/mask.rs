@@ -9,7 +9,7 @@ use crate::error::{or_panic, Result, TensorError};
 use crate::ops::binary::sum_to_shape;
 use crate::pool;
 use crate::shape::{broadcast_shapes, broadcast_strides, for_each_offset2, numel, Shape};
-use crate::tape::{self, Grads, Op};
+use crate::tape::{self, GradTarget, Grads, Op};
 use crate::tensor::Tensor;
 
 /// `x` (of shape `from`) read at the broadcast shape `to`, as a contiguous buffer.
@@ -53,16 +53,16 @@ fn tri_apply(x: &mut [f32], shape: &[usize], upper: bool, diagonal: i64) {
 
 pub(crate) enum MaskRecord {
     /// The gradient passes where the (broadcast) mask is zero.
-    MaskedFill { input: Tensor, keep: Vec<f32> },
+    MaskedFill { input: GradTarget, keep: Vec<f32> },
     /// `cond` already broadcast to the output shape.
     Where {
         cond: Vec<f32>,
-        a: Tensor,
-        b: Tensor,
+        a: GradTarget,
+        b: GradTarget,
         out_shape: Shape,
     },
     Tri {
-        input: Tensor,
+        input: GradTarget,
         upper: bool,
         diagonal: i64,
     },
@@ -87,7 +87,7 @@ impl MaskRecord {
             MaskRecord::MaskedFill { input, keep } => {
                 let mut dx = pool::take(g.len());
                 dx.extend(g.iter().zip(keep).map(|(&g, &k)| g * k));
-                grads.add(input, dx);
+                grads.add_to(input, dx);
             }
             MaskRecord::Where {
                 cond,
@@ -96,7 +96,7 @@ impl MaskRecord {
                 out_shape,
             } => {
                 for (t, pick) in [(a, true), (b, false)] {
-                    if grads.wants(t) {
+                    if t.requires_grad() {
                         let mut d = pool::take(g.len());
                         d.extend(g.iter().zip(cond).map(
                             |(&g, &c)| {
@@ -107,7 +107,7 @@ impl MaskRecord {
                                 }
                             },
                         ));
-                        grads.add(t, sum_to_shape(d, out_shape, t.shape()));
+                        grads.add_to(t, sum_to_shape(d, out_shape, t.shape()));
                     }
                 }
             }
@@ -118,7 +118,7 @@ impl MaskRecord {
             } => {
                 let mut dx = pool::copy_of(g);
                 tri_apply(&mut dx, input.shape(), *upper, *diagonal);
-                grads.add(input, dx);
+                grads.add_to(input, dx);
             }
         }
     }
@@ -154,7 +154,7 @@ impl Tensor {
         let out = Tensor::from_parts(data, self.0.shape.clone());
         let out = tape::record(out, &[self], || {
             Op::Mask(MaskRecord::MaskedFill {
-                input: self.clone(),
+                input: GradTarget::of(self),
                 keep: std::mem::take(&mut keep),
             })
         });
@@ -205,8 +205,8 @@ impl Tensor {
         let out = tape::record(out, &[a, b], || {
             Op::Mask(MaskRecord::Where {
                 cond: std::mem::take(&mut c),
-                a: a.clone(),
-                b: b.clone(),
+                a: GradTarget::of(a),
+                b: GradTarget::of(b),
                 out_shape,
             })
         });
@@ -236,7 +236,7 @@ impl Tensor {
         let out = Tensor::from_parts(data, self.0.shape.clone());
         Ok(tape::record(out, &[self], || {
             Op::Mask(MaskRecord::Tri {
-                input: self.clone(),
+                input: GradTarget::of(self),
                 upper,
                 diagonal,
             })

@@ -14,7 +14,7 @@ use crate::shape::{
     broadcast_shapes, broadcast_strides, checked_numel, contiguous_strides, for_each_offset2,
     gather_strided, numel, try_numel, Shape,
 };
-use crate::tape::{self, Grads, Op};
+use crate::tape::{self, GradTarget, Grads, Op};
 use crate::tensor::Tensor;
 
 /// Copies `x` read through `src_strides` into a contiguous tensor of `out_shape`.
@@ -35,25 +35,25 @@ fn transposed(shape: &[usize], a: usize, b: usize) -> (Shape, Shape) {
 
 pub(crate) enum MovementRecord {
     Reshape {
-        input: Tensor,
+        input: GradTarget,
     },
     Transpose {
-        input: Tensor,
+        input: GradTarget,
         out_shape: Shape,
         a: usize,
         b: usize,
     },
     BroadcastTo {
-        input: Tensor,
+        input: GradTarget,
         out_shape: Shape,
     },
     /// Output element `j` was read from input element `sources[j]`.
     Select {
-        input: Tensor,
+        input: GradTarget,
         sources: pool::Indices,
     },
     Concat {
-        inputs: Vec<Tensor>,
+        inputs: Vec<GradTarget>,
         axis: usize,
     },
 }
@@ -61,7 +61,7 @@ pub(crate) enum MovementRecord {
 impl MovementRecord {
     pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
         match self {
-            MovementRecord::Reshape { input } => grads.add(input, pool::copy_of(g)),
+            MovementRecord::Reshape { input } => grads.add_to(input, pool::copy_of(g)),
             MovementRecord::Transpose {
                 input,
                 out_shape,
@@ -69,10 +69,10 @@ impl MovementRecord {
                 b,
             } => {
                 let (_, strides) = transposed(out_shape, *a, *b);
-                grads.add(input, strided_copy(g, input.shape(), &strides));
+                grads.add_to(input, strided_copy(g, input.shape(), &strides));
             }
             MovementRecord::BroadcastTo { input, out_shape } => {
-                grads.add(
+                grads.add_to(
                     input,
                     sum_to_shape(pool::copy_of(g), out_shape, input.shape()),
                 );
@@ -82,7 +82,7 @@ impl MovementRecord {
                 for (&src, &gv) in sources.iter().zip(g) {
                     dx[src] += gv;
                 }
-                grads.add(input, dx);
+                grads.add_to(input, dx);
             }
             MovementRecord::Concat { inputs, axis } => {
                 let outer = numel(&inputs[0].shape()[..*axis]);
@@ -90,13 +90,13 @@ impl MovementRecord {
                 let mut offset = 0;
                 for t in inputs {
                     let width = t.numel() / outer.max(1);
-                    if grads.wants(t) {
+                    if t.requires_grad() {
                         let mut dx = pool::take(t.numel());
                         for o in 0..outer {
                             let start = o * total + offset;
                             dx.extend_from_slice(&g[start..start + width]);
                         }
-                        grads.add(t, dx);
+                        grads.add_to(t, dx);
                     }
                     offset += width;
                 }
@@ -147,7 +147,7 @@ impl Tensor {
         let data = pool::copy_of(&self.data());
         Ok(
             self.record_movement(data, Shape::from_slice(shape), || MovementRecord::Reshape {
-                input: self.clone(),
+                input: GradTarget::of(self),
             }),
         )
     }
@@ -203,7 +203,7 @@ impl Tensor {
         let saved = out_shape.clone();
         Ok(
             self.record_movement(data, out_shape, || MovementRecord::Transpose {
-                input: self.clone(),
+                input: GradTarget::of(self),
                 out_shape: saved,
                 a,
                 b,
@@ -251,7 +251,7 @@ impl Tensor {
         }
         Ok(self.record_movement(data, Shape::from_slice(shape), || {
             MovementRecord::BroadcastTo {
-                input: self.clone(),
+                input: GradTarget::of(self),
                 out_shape: Shape::from_slice(shape),
             }
         }))
@@ -342,7 +342,7 @@ impl Tensor {
         };
         Ok(
             self.record_movement(data, shape, || MovementRecord::Select {
-                input: self.clone(),
+                input: GradTarget::of(self),
                 sources,
             }),
         )
@@ -393,7 +393,7 @@ impl Tensor {
         let out = Tensor::from_parts(data, shape);
         Ok(tape::record(out, tensors, || {
             Op::Movement(MovementRecord::Concat {
-                inputs: tensors.iter().map(|&t| t.clone()).collect(),
+                inputs: tensors.iter().map(|&t| GradTarget::of(t)).collect(),
                 axis,
             })
         }))

@@ -11,7 +11,7 @@ use crate::ops::pooling_kernels::{Axis, Kind, PoolGeom};
 use crate::parallel::{for_each_piece, for_each_piece2};
 use crate::pool;
 use crate::shape::Shape;
-use crate::tape::{self, Grads, Op};
+use crate::tape::{self, GradTarget, Grads, Op};
 use crate::tensor::Tensor;
 
 /// Options of [`Tensor::max_pool2d`] and [`Tensor::avg_pool2d`]; `[height, width]` pairs.
@@ -117,11 +117,11 @@ fn pool_geom(op: &'static str, x: &Tensor, o: &Pool2dOptions, kind: Kind) -> Res
     })
 }
 
-/// What a pooling saves for backward: its input (for its identity and size) and, for
-/// max pooling, the in-plane index of each window's maximum, a `u32` stored in the bits
+/// What a pooling saves for backward: where its input's gradient goes (not the input's
+/// data, which backward never reads) and, for max pooling, the in-plane index of each window's maximum, a `u32` stored in the bits
 /// of an `f32` so the buffer comes from the pool like every other.
 pub(crate) struct PoolRecord {
-    input: Tensor,
+    input: GradTarget,
     geom: PoolGeom,
     argmax: Option<Tensor>,
 }
@@ -144,7 +144,7 @@ impl PoolRecord {
                 d.avg_backward_plane(&g[i * op..][..op], dx)
             }),
         }
-        grads.add(&self.input, dx);
+        grads.add_to(&self.input, dx);
     }
 }
 
@@ -174,7 +174,7 @@ impl Tensor {
         let out = Tensor::from_parts(out, shape);
         let out = tape::record(out, &[self], || {
             Op::Pool(PoolRecord {
-                input: self.clone(),
+                input: GradTarget::of(self),
                 geom,
                 argmax: argmax.take().map(|at| {
                     let len = at.len();

@@ -9,7 +9,7 @@ use crate::error::{or_panic, Result, TensorError};
 use crate::parallel::for_each_piece;
 use crate::pool;
 use crate::shape::{numel, Shape};
-use crate::tape::{self, Grads, Op};
+use crate::tape::{self, GradTarget, Grads, Op};
 use crate::tensor::Tensor;
 
 /// Sum of a slice in a fixed order: 16 interleaved partial sums, then a tree.
@@ -152,21 +152,21 @@ fn spread(g: &[f32], v: AxisView, scale: f32) -> Vec<f32> {
 pub(crate) enum ReduceRecord {
     /// Sum or mean (scale 1/len) along `view`'s axis; all elements is one line.
     Sum {
-        input: Tensor,
+        input: GradTarget,
         view: AxisView,
         scale: f32,
     },
     Max {
-        input: Tensor,
+        input: GradTarget,
         argmax: Vec<usize>,
     },
     Softmax {
-        input: Tensor,
+        input: GradTarget,
         output: Tensor,
         view: AxisView,
     },
     LogSoftmax {
-        input: Tensor,
+        input: GradTarget,
         output: Tensor,
         view: AxisView,
     },
@@ -175,13 +175,15 @@ pub(crate) enum ReduceRecord {
 impl ReduceRecord {
     pub(crate) fn backward(&self, g: &[f32], grads: &mut Grads) {
         match self {
-            ReduceRecord::Sum { input, view, scale } => grads.add(input, spread(g, *view, *scale)),
+            ReduceRecord::Sum { input, view, scale } => {
+                grads.add_to(input, spread(g, *view, *scale))
+            }
             ReduceRecord::Max { input, argmax } => {
                 let mut dx = pool::zeros(input.numel());
                 for (&i, &gv) in argmax.iter().zip(g) {
                     dx[i] += gv;
                 }
-                grads.add(input, dx);
+                grads.add_to(input, dx);
             }
             ReduceRecord::Softmax {
                 input,
@@ -208,7 +210,7 @@ impl ReduceRecord {
                         }
                     });
                 }
-                grads.add(input, dx);
+                grads.add_to(input, dx);
             }
             ReduceRecord::LogSoftmax {
                 input,
@@ -235,7 +237,7 @@ impl ReduceRecord {
                         }
                     });
                 }
-                grads.add(input, dx);
+                grads.add_to(input, dx);
             }
         }
     }
@@ -261,7 +263,7 @@ impl Tensor {
         let out = Tensor::from_parts(data, shape);
         tape::record(out, &[self], || {
             Op::Reduce(ReduceRecord::Sum {
-                input: self.clone(),
+                input: GradTarget::of(self),
                 view,
                 scale,
             })
@@ -367,7 +369,7 @@ impl Tensor {
         let out = Tensor::from_parts(data, reduced_shape(self.shape(), axis, keepdim));
         Ok(tape::record(out, &[self], || {
             Op::Reduce(ReduceRecord::Max {
-                input: self.clone(),
+                input: GradTarget::of(self),
                 argmax,
             })
         }))
@@ -441,13 +443,13 @@ impl Tensor {
         Ok(tape::record(out, &[self], || {
             let record = if log {
                 ReduceRecord::LogSoftmax {
-                    input: self.clone(),
+                    input: GradTarget::of(self),
                     output: saved,
                     view,
                 }
             } else {
                 ReduceRecord::Softmax {
-                    input: self.clone(),
+                    input: GradTarget::of(self),
                     output: saved,
                     view,
                 }
