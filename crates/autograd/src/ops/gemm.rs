@@ -194,18 +194,61 @@ fn gemm_from(
         small_gemm(n, k, a, b, &mut dst[..m * n], accumulate);
         return;
     }
-    let work = (m * n).saturating_mul(k);
-    // A product split along k hands each thread whole chunks with no shared panels, so
-    // it pays for the pool's wake-up at a smaller size (the conv weight gradients of w4).
-    let parallel = work >= PARALLEL_THRESHOLD
-        || (work >= SPLIT_K_PARALLEL_THRESHOLD && split::k_chunks(m, n, k) > 1);
-    let threads = if parallel { num_threads() } else { 1 };
+    let threads = threads_for(m, n, k);
     let dst = &mut dst[..m * n];
     match backend() {
         Backend::Ours(kernel) => blis::gemm(kernel, m, n, k, a, b, dst, accumulate, bias, threads),
         Backend::Crate => {
             let accumulate = prefill(dst, m, (accumulate, bias));
             crate_path::gemm(m, n, k, a, b, dst, accumulate, threads)
+        }
+    }
+}
+
+/// The threads a blocked product of this shape may use.
+fn threads_for(m: usize, n: usize, k: usize) -> usize {
+    let work = (m * n).saturating_mul(k);
+    // A product split along k hands each thread whole chunks with no shared panels, so
+    // it pays for the pool's wake-up at a smaller size (the conv weight gradients of w4).
+    let parallel = work >= PARALLEL_THRESHOLD
+        || (work >= SPLIT_K_PARALLEL_THRESHOLD && split::k_chunks(m, n, k) > 1);
+    if parallel {
+        num_threads()
+    } else {
+        1
+    }
+}
+
+/// `dst[m×n] = a·b` ([`gemm_into`] without accumulating) that also sets `sums[i]` to
+/// the sum of row i of `a` — its k elements added to 0.0 one at a time from column 0
+/// up, the bits of a plain loop — where our blocked GEMM can do it while packing A:
+/// `a` read as Aᵀ stored (`linear`'s dW = Gᵀ·X, whose row sums are the bias gradient)
+/// and k not split between threads. This saves the sums their own pass over `a`.
+/// Returns whether it did; if not, `sums` is left alone and the caller sums.
+pub(crate) fn gemm_summing_a_rows(
+    (m, n, k): (usize, usize, usize),
+    a: MatRef,
+    b: MatRef,
+    dst: &mut [f32],
+    sums: &mut [f32],
+) -> bool {
+    assert!(
+        sums.len() >= m,
+        "gemm_summing_a_rows: the sums need m floats"
+    );
+    let blocked = m > 0 && n > 0 && k > 0 && (m * n).saturating_mul(k) > SMALL_PRODUCT;
+    match backend() {
+        Backend::Ours(kernel) if blocked => {
+            assert!(
+                dst.len() >= m * n && a.fits(m, k) && b.fits(k, n),
+                "gemm_into: operand out of bounds"
+            );
+            let threads = threads_for(m, n, k);
+            blis::gemm_summing_a_rows(kernel, (m, n, k), a, b, &mut dst[..m * n], sums, threads)
+        }
+        _ => {
+            gemm_into(m, n, k, a, b, dst, false);
+            false
         }
     }
 }
