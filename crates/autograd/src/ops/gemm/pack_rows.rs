@@ -163,9 +163,11 @@ fn rows_to_panels_plain<const R: usize>(
     }
 }
 
-/// [`rows_to_panels_plain`] that also adds every copied element to its sum. The
-/// same visiting order; each panel's R sums stay in registers across a visit's lines,
-/// so summing costs no extra load (the lines are being read anyway) and one add each.
+/// [`rows_to_panels_plain`] that also adds every copied element to its sum, in the
+/// same visiting order. Each panel's R sums stay in registers across a visit's lines,
+/// so summing adds no load (the lines are read anyway), one add per element. Panels go
+/// [`SUM_GROUP`] at a time: each sum is a chain of dependent adds, line after line, and
+/// one panel's chain alone would make the copy wait on the adds' latency.
 #[inline(always)]
 fn rows_to_panels_summing<const R: usize>(
     src: &[f32],
@@ -179,25 +181,18 @@ fn rows_to_panels_summing<const R: usize>(
     let (full, rem) = (width / R, width % R);
     const P_BLOCK: usize = 8;
     for pb in (0..kc).step_by(P_BLOCK) {
-        let pe = (pb + P_BLOCK).min(kc);
-        for t in 0..full {
-            let sum: &mut [f32; R] = (&mut sums[t * R..t * R + R]).try_into().unwrap();
-            let mut acc = *sum;
-            for p in pb..pe {
-                let s = (pc + p) * stride + q0 + t * R;
-                let from: &[f32; R] = src[s..s + R].try_into().unwrap();
-                let at = (t * kc + p) * R;
-                let to: &mut [f32; R] = (&mut dst[at..at + R]).try_into().unwrap();
-                *to = *from;
-                for r in 0..R {
-                    acc[r] += from[r];
-                }
-            }
-            *sum = acc;
+        let lines = pb..(pb + P_BLOCK).min(kc);
+        let mut t = 0;
+        while t + SUM_GROUP <= full {
+            sum_panels::<R, SUM_GROUP>(src, stride, (pc, kc), q0, t, lines.clone(), dst, sums);
+            t += SUM_GROUP;
+        }
+        for t in t..full {
+            sum_panels::<R, 1>(src, stride, (pc, kc), q0, t, lines.clone(), dst, sums);
         }
         if rem > 0 {
             let sum = &mut sums[full * R..];
-            for p in pb..pe {
+            for p in lines {
                 let s = (pc + p) * stride + q0 + full * R;
                 let from = &src[s..s + rem];
                 let at = (full * kc + p) * R;
@@ -209,6 +204,47 @@ fn rows_to_panels_summing<const R: usize>(
                 }
             }
         }
+    }
+}
+
+/// Full panels [`rows_to_panels_summing`] copies and sums together.
+const SUM_GROUP: usize = 4;
+
+/// Copies lines `lines` of the G full panels from panel `t` into their places in
+/// `dst` and adds them to those panels' sums (G·R floats of `sums` from `t·R`), each
+/// sum one line after another.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn sum_panels<const R: usize, const G: usize>(
+    src: &[f32],
+    stride: usize,
+    (pc, kc): (usize, usize),
+    q0: usize,
+    t: usize,
+    lines: std::ops::Range<usize>,
+    dst: &mut [f32],
+    sums: &mut [f32],
+) {
+    let sums = &mut sums[t * R..(t + G) * R];
+    let mut acc = [[0.0f32; R]; G];
+    for (a, s) in acc.iter_mut().zip(sums.chunks_exact(R)) {
+        *a = s.try_into().unwrap();
+    }
+    for p in lines {
+        let s = (pc + p) * stride + q0 + t * R;
+        let line = &src[s..s + G * R];
+        for (u, a) in acc.iter_mut().enumerate() {
+            let from: &[f32; R] = line[u * R..u * R + R].try_into().unwrap();
+            let at = ((t + u) * kc + p) * R;
+            let to: &mut [f32; R] = (&mut dst[at..at + R]).try_into().unwrap();
+            *to = *from;
+            for r in 0..R {
+                a[r] += from[r];
+            }
+        }
+    }
+    for (a, s) in acc.iter().zip(sums.chunks_exact_mut(R)) {
+        s.copy_from_slice(a);
     }
 }
 
