@@ -109,11 +109,10 @@ pub(crate) fn gemm(
     gemm_with(kernel, bl, (m, n, k), a, b, c, (accumulate, bias), threads);
 }
 
-/// [`gemm`] overwriting C, which also sets `sums[i]` to the sum of row i of `a` (its k
+/// [`gemm()`] overwriting C, which also sets `sums[i]` to the sum of row i of `a` (its k
 /// elements added to 0.0 one at a time from column 0 up, as a plain loop adds them)
 /// where it can do that while packing A: A read as Aᵀ stored, a kernel that packs it
 /// line by line, and k not split. Returns whether it did; `sums` is left alone if not.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_summing_a_rows(
     kernel: &Kernel,
     (m, n, k): (usize, usize, usize),
@@ -194,7 +193,6 @@ fn gemm_driven(
     assert!(sums.is_none() || (chunks == 1 && sums_rows(a, kernel.mr)));
     // Accumulating keeps C, so a bias would be added twice: only one of them.
     assert!(bias.is_none_or(|b| b.len() >= n && !accumulate));
-    let chunks = k_chunks(m, n, k);
     if chunks > 1 {
         split_k(
             kernel,
