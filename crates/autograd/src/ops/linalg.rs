@@ -5,7 +5,7 @@
 //! the backward products (G·Bᵀ, Aᵀ·G) and `linear`'s Wᵀ never copy a transpose.
 
 use crate::error::{or_panic, Result, TensorError};
-use crate::ops::gemm::{gemm_bias_into, gemm_into, MatRef};
+use crate::ops::gemm::{gemm_bias_into, gemm_into, gemm_summing_a_rows, MatRef};
 use crate::parallel::{elementwise_piece, for_each_piece};
 use crate::pool;
 use crate::shape::{
@@ -256,23 +256,30 @@ impl LinalgRecord {
                     );
                     grads.add(input, dx);
                 }
+                let bias = bias.as_ref().filter(|b| grads.wants(b));
+                // The bias gradient (G's column sums), if the product below makes it.
+                let mut db = None;
                 if grads.wants(weight) {
                     // dW = Gᵀ · X
                     let mut dw = pool::for_overwrite(weight.numel());
                     let x = input.data();
-                    gemm_into(
-                        outf,
-                        inf,
-                        rows,
-                        MatRef::transposed(g, outf),
-                        MatRef::rows(&x, inf),
-                        &mut dw,
-                        false,
-                    );
+                    let (gt, x) = (MatRef::transposed(g, outf), MatRef::rows(&x, inf));
+                    if bias.is_some() {
+                        // Gᵀ's row sums as G is packed, where the product can: the same
+                        // bits as `column_sums`, without its pass over G.
+                        let mut sums = pool::for_overwrite(outf);
+                        if gemm_summing_a_rows((outf, inf, rows), gt, x, &mut dw, &mut sums) {
+                            db = Some(sums);
+                        } else {
+                            pool::give(sums);
+                        }
+                    } else {
+                        gemm_into(outf, inf, rows, gt, x, &mut dw, false);
+                    }
                     grads.add(weight, dw);
                 }
-                if let Some(bias) = bias.as_ref().filter(|b| grads.wants(b)) {
-                    grads.add(bias, column_sums(g, outf));
+                if let Some(bias) = bias {
+                    grads.add(bias, db.unwrap_or_else(|| column_sums(g, outf)));
                 }
             }
         }
@@ -375,5 +382,79 @@ impl Tensor {
     #[track_caller]
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
         or_panic(self.try_linear(weight, bias))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::gemm::set_num_threads;
+
+    /// Values of many magnitudes and both signs: another summation order changes bits.
+    fn rough(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| {
+                let x = (i * 7 + seed * 13) as f32;
+                x.sin() * (1.0 + ((i * 5 + seed) % 11) as f32 * 37.3)
+            })
+            .collect()
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    /// `linear`'s bias gradient, summed while dW's product packs G where it can, has
+    /// the bits of `column_sums` on 1 and 2 threads: ragged shapes (rows no multiple of
+    /// a block, widths no multiple of a panel), w3's (fused) and split-k ones (not).
+    #[test]
+    fn the_bias_gradient_keeps_the_bits_of_column_sums() {
+        for (rows, inf, outf) in [
+            (1037, 45, 131),
+            (700, 131, 389),
+            (97, 300, 7),
+            (1024, 128, 384),
+            (1024, 128, 67),
+        ] {
+            let g = rough(rows * outf, 1);
+            let want = bits(&column_sums(&g, outf));
+            // The values are rough enough that the order of the sums shows in the bits.
+            let reversed: Vec<u32> = (0..outf)
+                .map(|j| {
+                    (0..rows)
+                        .rev()
+                        .map(|i| g[i * outf + j])
+                        .sum::<f32>()
+                        .to_bits()
+                })
+                .collect();
+            assert_ne!(
+                want, reversed,
+                "{rows}x{outf}: the test would not see the order"
+            );
+            for threads in [1, 2] {
+                set_num_threads(threads);
+                let leaf = |data: Vec<f32>, shape: &[usize]| {
+                    let t = Tensor::from_vec(data, shape).unwrap();
+                    t.set_requires_grad(true).unwrap();
+                    t
+                };
+                let x = leaf(rough(rows * inf, 2), &[rows, inf]);
+                let w = leaf(rough(outf * inf, 3), &[outf, inf]);
+                let b = leaf(rough(outf, 4), &[outf]);
+                let y = x.linear(&w, Some(&b));
+                y.backward_with(&Tensor::from_vec(g.clone(), &[rows, outf]).unwrap())
+                    .unwrap();
+                let got = bits(&b.grad().unwrap().data());
+                assert!(got == want, "{rows}x{inf}x{outf} threads {threads}");
+                // The product itself, where it sums (the blocked AVX2 or scalar GEMM).
+                let (mut dw, mut sums) = (vec![0.0; outf * inf], vec![f32::NAN; outf]);
+                let xs = x.data();
+                let (gt, xs) = (MatRef::transposed(&g, outf), MatRef::rows(&xs, inf));
+                if gemm_summing_a_rows((outf, inf, rows), gt, xs, &mut dw, &mut sums) {
+                    assert!(bits(&sums) == want, "{rows}x{inf}x{outf} threads {threads}");
+                }
+            }
+        }
     }
 }

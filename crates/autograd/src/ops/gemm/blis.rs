@@ -18,12 +18,17 @@
 //! Every element's sum over k is therefore the same — the fixed KC blocks inside
 //! fixed k chunks, each block summed from zero by the kernel and then added — whatever
 //! the thread count, and results are bit-identical.
+//!
+//! Optionally the driver also sums A's rows as it packs them (`gemm_summing_a_rows`:
+//! `linear`'s bias gradient, from the packing of Gᵀ): each row is packed by one
+//! thread, k block after k block in order, so each sum runs from column 0 up, one add
+//! at a time, whatever the thread count.
 
 use std::cell::Cell;
 
 use super::blocks::{blocks, Blocks};
 use super::kernels::{Kernel, Store};
-use super::pack_rows::{pack_a_block, pack_b_block};
+use super::pack_rows::{pack_a_block, pack_b_block, sums_rows};
 use super::shared;
 use super::split::{add_partials, k_bound, k_chunks, split_output};
 use super::MatRef;
@@ -65,14 +70,15 @@ pub(super) fn with_buffer<R>(
     out
 }
 
-/// A pointer to C that threads write disjoint tiles of.
+/// A pointer to C that threads write disjoint tiles of (or to A's row sums, which
+/// they write disjoint runs of).
 #[derive(Clone, Copy)]
 pub(super) struct OutPtr(pub(super) *mut f32);
 
 impl OutPtr {
     /// The element `offset` places in. (A method, so closures capture the whole `Send`
     /// wrapper rather than the raw pointer field.)
-    fn at(self, offset: usize) -> *mut f32 {
+    pub(super) fn at(self, offset: usize) -> *mut f32 {
         self.0.wrapping_add(offset)
     }
 }
@@ -103,6 +109,54 @@ pub(crate) fn gemm(
     gemm_with(kernel, bl, (m, n, k), a, b, c, (accumulate, bias), threads);
 }
 
+/// [`gemm()`] overwriting C, which also sets `sums[i]` to the sum of row i of `a` (its k
+/// elements added to 0.0 one at a time from column 0 up, as a plain loop adds them)
+/// where it can do that while packing A: A read as Aᵀ stored, a kernel that packs it
+/// line by line, and k not split. Returns whether it did; `sums` is left alone if not.
+pub(crate) fn gemm_summing_a_rows(
+    kernel: &Kernel,
+    (m, n, k): (usize, usize, usize),
+    a: MatRef,
+    b: MatRef,
+    c: &mut [f32],
+    sums: &mut [f32],
+    threads: usize,
+) -> bool {
+    let bl = blocks(kernel.mr, kernel.nr);
+    gemm_summing_with(kernel, bl, (m, n, k), (a, b), c, sums, threads)
+}
+
+/// [`gemm_summing_a_rows`] with the cache blocks given.
+pub(super) fn gemm_summing_with(
+    kernel: &Kernel,
+    bl: Blocks,
+    (m, n, k): (usize, usize, usize),
+    (a, b): (MatRef, MatRef),
+    c: &mut [f32],
+    sums: &mut [f32],
+    threads: usize,
+) -> bool {
+    let fused = k_chunks(m, n, k) == 1 && sums_rows(a, kernel.mr);
+    if !fused {
+        gemm_with(kernel, bl, (m, n, k), a, b, c, (false, None), threads);
+        return false;
+    }
+    let sums = &mut sums[..m];
+    sums.fill(0.0);
+    let sums = Some(OutPtr(sums.as_mut_ptr()));
+    gemm_driven(
+        kernel,
+        bl,
+        (m, n, k),
+        (a, b),
+        c,
+        (false, None),
+        threads,
+        sums,
+    );
+    true
+}
+
 /// [`gemm`] with the cache blocks given (tests use small ones to reach every loop).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_with(
@@ -112,16 +166,33 @@ pub(super) fn gemm_with(
     a: MatRef,
     b: MatRef,
     c: &mut [f32],
+    start: (bool, Option<&[f32]>),
+    threads: usize,
+) {
+    gemm_driven(kernel, bl, (m, n, k), (a, b), c, start, threads, None);
+}
+
+/// [`gemm_with`], also summing A's rows into `sums` (m floats, zeroed) when given; the
+/// caller has checked that k is not split and that A packs line by line.
+#[allow(clippy::too_many_arguments)]
+fn gemm_driven(
+    kernel: &Kernel,
+    bl: Blocks,
+    (m, n, k): (usize, usize, usize),
+    (a, b): (MatRef, MatRef),
+    c: &mut [f32],
     (accumulate, bias): (bool, Option<&[f32]>),
     threads: usize,
+    sums: Option<OutPtr>,
 ) {
     assert!(
         m > 0 && n > 0 && k > 0 && c.len() >= m * n && a.fits(m, k) && b.fits(k, n),
         "gemm: operand out of bounds"
     );
+    let chunks = k_chunks(m, n, k);
+    assert!(sums.is_none() || (chunks == 1 && sums_rows(a, kernel.mr)));
     // Accumulating keeps C, so a bias would be added twice: only one of them.
     assert!(bias.is_none_or(|b| b.len() >= n && !accumulate));
-    let chunks = k_chunks(m, n, k);
     if chunks > 1 {
         split_k(
             kernel,
@@ -136,7 +207,8 @@ pub(super) fn gemm_with(
         return;
     }
     if let Some(plan) = shared::plan(kernel, bl, (m, n, k), threads) {
-        shared::gemm_shared_b(kernel, plan, (m, n, k), a, b, c, (accumulate, bias));
+        let start = (accumulate, bias);
+        shared::gemm_shared_b(kernel, plan, (m, n, k), (a, b), c, start, sums);
         return;
     }
     let (mr, nr) = (kernel.mr, kernel.nr);
@@ -157,18 +229,21 @@ pub(super) fn gemm_with(
             data: &b.data[j0 * b.col_stride..],
             ..b
         };
+        // Rows split over column parts are packed by each: the first one sums them.
+        let part_sums = sums.filter(|_| cp == 0).map(|s| OutPtr(s.at(i0)));
         // SAFETY: part t writes rows i0..i1 × columns j0..j1 of `c` only, disjoint from
-        // every other part's rectangle; `c` holds m × n with row stride n (asserted).
+        // every other part's rectangle; `c` holds m × n with row stride n (asserted);
+        // of the sums (m floats, the caller's), it writes only i0..i1, and only the
+        // one part of those rows that has cp == 0 does.
         unsafe {
             block(
                 kernel,
                 bl,
                 (i1 - i0, j1 - j0, k),
-                a_part,
-                b_part,
-                OutPtr(out.at(i0 * n + j0)),
-                n,
+                (a_part, b_part),
+                (OutPtr(out.at(i0 * n + j0)), n),
                 (accumulate, bias.map(|b| &b[j0..j1])),
+                part_sums,
             )
         };
     };
@@ -243,7 +318,17 @@ fn split_k_into(
         };
         // SAFETY: chunk 0 writes `c` (m × n, row stride n, asserted by the caller) and
         // chunk t > 0 the (t − 1)-th m × n slice of `partials`; no two chunks share one.
-        unsafe { block(kernel, bl, (m, n, k1 - k0), a_part, b_part, dst, n, acc) };
+        unsafe {
+            block(
+                kernel,
+                bl,
+                (m, n, k1 - k0),
+                (a_part, b_part),
+                (dst, n),
+                acc,
+                None,
+            )
+        };
     };
     if threads > 1 {
         parallel::for_each_part(chunks, chunk);
@@ -256,21 +341,22 @@ fn split_k_into(
 /// One thread's share: `c[m×n] (+)= a·b` for `(m, n, k) = dims` (C kept when the first
 /// of `start` says accumulate, else starting from its bias row if given, else from
 /// zero), C at `c` with row stride `ldc`, in the BLIS loop order (column blocks, k blocks packing B, row blocks
-/// packing A, the macro-kernel).
+/// packing A, the macro-kernel). With `sums`, A's rows are summed into `sums[0..m]`
+/// as they are packed for the first column block (k blocks in order).
 ///
 /// # Safety
 /// `c` must point to an m × n block of row stride `ldc` that the caller may write and
-/// no one else touches during the call; the views must hold m × k and k × n.
-#[allow(clippy::too_many_arguments)]
+/// no one else touches during the call; the views must hold m × k and k × n; `sums`,
+/// if given, must point to m floats that the same holds for, and A must pack line by
+/// line (`sums_rows`).
 unsafe fn block(
     kernel: &Kernel,
     bl: Blocks,
     (m, n, k): (usize, usize, usize),
-    a: MatRef,
-    b: MatRef,
-    c: OutPtr,
-    ldc: usize,
+    (a, b): (MatRef, MatRef),
+    (c, ldc): (OutPtr, usize),
     (accumulate, bias): (bool, Option<&[f32]>),
+    sums: Option<OutPtr>,
 ) {
     let (mr, nr) = (kernel.mr, kernel.nr);
     let m_panels = m.div_ceil(mr);
@@ -298,7 +384,12 @@ unsafe fn block(
                         let p1 = (rb + 1) * m_panels / row_blocks;
                         let rows = (p0 * mr, (p1 * mr).min(m));
                         let packed_a = &mut packed_a[..(p1 - p0) * mr * kc];
-                        pack_a_block(a, pc, kc, rows.0, rows.1, mr, simd, packed_a);
+                        // SAFETY: rows.0..rows.1 lie in 0..m, whose sums are the
+                        // caller's to write (no one else's) for this call.
+                        let row_sums = sums.filter(|_| jc == 0).map(|s| unsafe {
+                            std::slice::from_raw_parts_mut(s.at(rows.0), rows.1 - rows.0)
+                        });
+                        pack_a_block(a, pc, kc, rows.0, rows.1, mr, simd, packed_a, row_sums);
                         // SAFETY: the tiles of rows × columns jc..jc + nc lie in the
                         // block the caller owns.
                         unsafe {

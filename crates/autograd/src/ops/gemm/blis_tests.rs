@@ -282,3 +282,124 @@ fn buffers_are_reused_between_calls() {
     let again = product_then_address();
     assert_eq!(ptr, again);
 }
+
+/// Values of many magnitudes and both signs, so that summing in another order would
+/// change the bits.
+fn rough_values(len: usize, seed: usize) -> Vec<f32> {
+    (0..len)
+        .map(|i| {
+            let x = (i * 7 + seed * 13) as f32;
+            x.sin() * (1.0 + ((i * 5 + seed) % 11) as f32 * 37.3)
+        })
+        .collect()
+}
+
+/// Row i of `a` summed from column 0 up, one add at a time (what `linear`'s
+/// `column_sums` does to the columns of G, here A = Gᵀ).
+fn plain_row_sums(m: usize, k: usize, a: MatRef) -> Vec<u32> {
+    (0..m)
+        .map(|i| {
+            let mut s = 0.0f32;
+            for p in 0..k {
+                s += a.data[i * a.row_stride + p * a.col_stride];
+            }
+            s.to_bits()
+        })
+        .collect()
+}
+
+/// `gemm_summing_with` on A = Gᵀ stored: the plain loop's row sums bit for bit and
+/// `gemm_with`'s product bit for bit, on 1, 2 and 3 threads, for every kernel.
+fn check_sums(blocks_given: Option<Blocks>, (m, n, k): (usize, usize, usize)) {
+    assert_eq!(k_chunks(m, n, k), 1, "a split k takes the unfused route");
+    // G is k × m with a wider stride (its rows are the product's k); X is k × n.
+    let (g, x) = (rough_values(k * (m + 3), 1), rough_values(k * n, 2));
+    let (a, b) = (MatRef::transposed(&g, m + 3), MatRef::rows(&x, n));
+    let want_sums = plain_row_sums(m, k, a);
+    for kernel in available() {
+        let bl = blocks_given.unwrap_or_else(|| blocks(kernel.mr, kernel.nr));
+        let mut want = vec![0.0; m * n];
+        gemm_with(kernel, bl, (m, n, k), a, b, &mut want, (false, None), 1);
+        for threads in [1, 2, 3] {
+            let mut c = vec![f32::NAN; m * n];
+            let mut sums = vec![f32::NAN; m + 1];
+            sums[m] = 99.0;
+            let fused =
+                gemm_summing_with(kernel, bl, (m, n, k), (a, b), &mut c, &mut sums, threads);
+            let name = kernel.name;
+            assert!(fused, "{name} {m}x{n}x{k}: not fused");
+            assert_eq!(sums.pop(), Some(99.0), "wrote past the sums");
+            let sum_bits: Vec<u32> = sums.iter().map(|v| v.to_bits()).collect();
+            assert!(
+                sum_bits == want_sums,
+                "{name} {m}x{n}x{k} threads {threads}: the sums' bits differ"
+            );
+            assert!(
+                c.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()),
+                "{name} {m}x{n}x{k} threads {threads}: summing changed the product"
+            );
+        }
+    }
+}
+
+#[test]
+fn rows_summed_while_packing_keep_the_plain_loops_bits() {
+    // This CPU's blocks: a `linear`-like weight gradient (k = rows over several k
+    // blocks) and ragged shapes (m not a multiple of MR, n not of NR, k of no block).
+    for dims in [
+        (131, 389, 517),
+        (389, 131, 700),
+        (7, 300, 97),
+        (20, 300, 700),
+    ] {
+        check_sums(None, dims);
+    }
+    // Tiny blocks: several row blocks, column blocks (only the first one sums), k
+    // blocks with an uneven last one, and the shared path's row parts.
+    let tiny = Blocks {
+        mc: 12,
+        kc: 16,
+        nc: 32,
+    };
+    for dims in [(37, 70, 50), (13, 33, 17), (25, 100, 33)] {
+        check_sums(Some(tiny), dims);
+    }
+    let shared_b = Blocks {
+        mc: 24,
+        kc: 16,
+        nc: 128,
+    };
+    for dims in [(79, 70, 50), (100, 33, 41)] {
+        check_sums(Some(shared_b), dims);
+    }
+}
+
+#[test]
+fn rows_are_not_summed_where_packing_cannot() {
+    let kernel = *available().last().unwrap();
+    let bl = blocks(kernel.mr, kernel.nr);
+    // A row-major (packed panel by panel), and a k split into chunks.
+    for (m, n, k, lda) in [(20, 30, 40, 40), (7, 5, 1100, 7)] {
+        let (g, x) = (rough_values(m * k, 1), rough_values(k * n, 2));
+        let a = if lda == k {
+            MatRef::rows(&g, k)
+        } else {
+            MatRef::transposed(&g, lda)
+        };
+        let b = MatRef::rows(&x, n);
+        let mut want = vec![0.0; m * n];
+        gemm_with(kernel, bl, (m, n, k), a, b, &mut want, (false, None), 2);
+        let (mut c, mut sums) = (vec![0.0; m * n], vec![5.0; m]);
+        assert!(!gemm_summing_with(
+            kernel,
+            bl,
+            (m, n, k),
+            (a, b),
+            &mut c,
+            &mut sums,
+            2
+        ));
+        assert!(sums.iter().all(|&s| s == 5.0), "{m}x{n}x{k}: sums touched");
+        assert!(c.iter().zip(&want).all(|(g, w)| g.to_bits() == w.to_bits()));
+    }
+}

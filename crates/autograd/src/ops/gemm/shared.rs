@@ -228,16 +228,17 @@ impl SharedB<'_> {
 
 /// `c[m×n] (+)= a·b` (as `blis::gemm` reads `accumulate` and `bias`) by `plan`'s tasks on the pool, B packed once into the calling
 /// thread's packing buffer. `c` is contiguous row-major with m·n floats (checked by
-/// the caller).
+/// the caller). With `sums` (m zeroed floats, A packing line by line), A's rows are
+/// also summed as they are packed.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_shared_b(
     kernel: &Kernel,
     plan: Plan,
     (m, n, k): (usize, usize, usize),
-    a: MatRef,
-    b: MatRef,
+    (a, b): (MatRef, MatRef),
     c: &mut [f32],
     (accumulate, bias): (bool, Option<&[f32]>),
+    sums: Option<OutPtr>,
 ) {
     assert!(c.len() >= m * n && plan.k_blocks <= MAX_K_BLOCKS && plan.parts <= MAX_ROW_PARTS);
     let (mr, nr) = (kernel.mr, kernel.nr);
@@ -271,7 +272,14 @@ pub(super) fn gemm_shared_b(
             shared.wait(|| progress[r].load(Ordering::Acquire) == blk);
             let guard = FailOnUnwind(&shared.failed);
             with_buffer(&PACK_A, (p1 - p0) * mr * kc, |packed_a| {
-                pack_a_block(a, pc, kc, rows.0, rows.1, mr, kernel.simd_pack, packed_a);
+                // SAFETY: the sums of rows `rows` (the caller's m floats) are written by
+                // this part's tasks only, one after another (as C's rows, above), k
+                // block after k block: each row's sum runs in column order.
+                let row_sums = sums.map(|s| unsafe {
+                    std::slice::from_raw_parts_mut(s.at(rows.0), rows.1 - rows.0)
+                });
+                let simd = kernel.simd_pack;
+                pack_a_block(a, pc, kc, rows.0, rows.1, mr, simd, packed_a, row_sums);
                 // SAFETY: this task writes rows `rows` of `c` (m × n, row stride n), which
                 // no other task touches meanwhile: other parts have other rows, and the
                 // other k blocks of this part run before (waited for above) or after
