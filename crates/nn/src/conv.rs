@@ -1,7 +1,7 @@
 //! Convolution layers: `Conv1d`, `Conv2d` and `ConvTranspose2d`, with PyTorch's weight
 //! layout, state-dict names (`weight`, `bias`) and default initialisation: the weight by
 //! Kaiming-uniform with a = √5 and the bias from U(−1/√fan_in, 1/√fan_in), where
-//! fan_in = weight[1] · kh · kw (`in / groups · kh · kw` for a convolution).
+//! `fan_in = weight[1] · kh · kw` (`in / groups · kh · kw` for a convolution).
 
 use rand::Rng;
 use tapegrad_autograd::{

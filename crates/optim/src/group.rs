@@ -42,7 +42,7 @@ impl<C> ParamGroup<C> {
 
 /// What the shared bookkeeping needs to know of an optimizer's config struct.
 pub(crate) trait GroupConfig: Copy {
-    /// The optimizer kind, as in [`OptimizerState::kind`].
+    /// The optimizer kind, as in [`crate::OptimizerState::kind`].
     const KIND: &'static str;
     fn lr(&self) -> f64;
     fn set_lr(&mut self, lr: f64);
@@ -59,7 +59,7 @@ pub(crate) trait GroupConfig: Copy {
     fn unwrap(config: &OptimizerConfig) -> Option<Self>;
 }
 
-/// The [`crate::Optimizer`] methods every optimizer answers from its [`Params`], given
+/// The [`crate::Optimizer`] methods every optimizer answers from its [`crate::state::Params`], given
 /// the path of that field (`group_access!(params)`).
 macro_rules! group_access {
     ($($field:ident).+) => {

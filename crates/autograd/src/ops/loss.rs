@@ -38,10 +38,10 @@ pub(crate) enum LossRecord {
     Nll {
         name: &'static str,
         input: GradTarget,
-        /// Per sample: the scale (1 − ε)·w[class] of its picked log-probability, then
+        /// Per sample: the scale `(1 − ε)·w[class]` of its picked log-probability, then
         /// its class (see [`encode_class`]); `[2, samples]`.
         per_sample: Tensor,
-        /// Per class: ε/C·w[c], the label-smoothing term's scale; absent without smoothing.
+        /// Per class: `ε/C·w[c]`, the label-smoothing term's scale; absent without smoothing.
         smooth: Option<Tensor>,
         classes: usize,
         inner: usize,

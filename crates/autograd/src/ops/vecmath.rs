@@ -29,7 +29,7 @@ pub(crate) fn gelu_forward(x: &[f32], out: &mut [f32]) {
 
 /// `out[i] = gelu(x[i])` and `d[i] = gelu'(x[i])`, exact form: the forward of a
 /// recorded GELU saves the derivative, so its backward is one multiply per element
-/// instead of a second erf. `g · d[i]` has the bits of [`gelu_backward`]'s result (the
+/// instead of a second erf. `g · d[i]` has the bits of `gelu_backward`'s result (the
 /// same operations, and erf's value is the forward's).
 pub(crate) fn gelu_forward_and_derivative(x: &[f32], out: &mut [f32], d: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -77,7 +77,7 @@ fn forward_scalar(x: &[f32], out: &mut [f32]) {
 }
 
 /// The portable forward and derivative, each with the operations of
-/// [`forward_scalar`] and [`backward_scalar`].
+/// [`forward_scalar`] and `backward_scalar`.
 fn forward_and_derivative_scalar(x: &[f32], out: &mut [f32], d: &mut [f32]) {
     for ((o, dv), &v) in out.iter_mut().zip(d.iter_mut()).zip(x) {
         let e = libm::erff(v * FRAC_1_SQRT_2);
@@ -184,7 +184,7 @@ mod avx2 {
         _mm256_set1_ps(v)
     }
 
-    /// c[0] + z·(c[1] + z·(… + z·c[n−1])).
+    /// `c[0] + z·(c[1] + z·(… + z·c[n−1]))`.
     #[inline(always)]
     unsafe fn horner(z: __m256, c: &[f32]) -> __m256 {
         let mut acc = splat(c[c.len() - 1]);
@@ -194,7 +194,7 @@ mod avx2 {
         acc
     }
 
-    /// 1 + z·(c[0] + z·(c[1] + …)).
+    /// `1 + z·(c[0] + z·(c[1] + …))`.
     #[inline(always)]
     unsafe fn horner1(z: __m256, c: &[f32]) -> __m256 {
         _mm256_fmadd_ps(horner(z, c), z, splat(1.0))

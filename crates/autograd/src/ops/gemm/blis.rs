@@ -157,7 +157,7 @@ pub(super) fn gemm_summing_with(
     true
 }
 
-/// [`gemm`] with the cache blocks given (tests use small ones to reach every loop).
+/// [`gemm()`] with the cache blocks given (tests use small ones to reach every loop).
 #[allow(clippy::too_many_arguments)]
 pub(super) fn gemm_with(
     kernel: &Kernel,
