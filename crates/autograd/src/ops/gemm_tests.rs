@@ -50,6 +50,17 @@ fn check_layouts(m: usize, n: usize, k: usize) {
     }
 }
 
+/// An m × k and a k × n operand of small, uneven values.
+fn operands(m: usize, n: usize, k: usize) -> (Vec<f32>, Vec<f32>) {
+    let a = (0..m * k)
+        .map(|i| ((i * 7) % 13) as f32 * 0.37 - 2.0)
+        .collect();
+    let b = (0..k * n)
+        .map(|i| ((i * 5) % 11) as f32 * 0.91 - 4.0)
+        .collect();
+    (a, b)
+}
+
 #[test]
 fn a_bias_gives_the_bits_of_copying_it_first() {
     // The small loops, k = 0, the blocked GEMM (one and two k blocks), the k split.
@@ -60,12 +71,7 @@ fn a_bias_gives_the_bits_of_copying_it_first() {
         (70, 40, 300),
         (9, 7, 2000),
     ] {
-        let a: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 7) % 13) as f32 * 0.37 - 2.0)
-            .collect();
-        let b: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 5) % 11) as f32 * 0.91 - 4.0)
-            .collect();
+        let (a, b) = operands(m, n, k);
         let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.13 - 1.0).collect();
         let (ar, br) = (MatRef::rows(&a, k), MatRef::transposed(&b, k));
         let mut want: Vec<f32> = bias.iter().copied().cycle().take(m * n).collect();
@@ -81,12 +87,7 @@ fn a_bias_gives_the_bits_of_copying_it_first() {
 fn threads_split_products_without_changing_a_bit() {
     // Row blocks split between threads, a short m (columns split), both sides long.
     for (m, n, k) in [(300, 40, 100), (8, 3000, 40), (300, 300, 64)] {
-        let a: Vec<f32> = (0..m * k)
-            .map(|i| ((i * 7) % 13) as f32 * 0.37 - 2.0)
-            .collect();
-        let b: Vec<f32> = (0..k * n)
-            .map(|i| ((i * 5) % 11) as f32 * 0.91 - 4.0)
-            .collect();
+        let (a, b) = operands(m, n, k);
         let run = |threads| {
             set_num_threads(threads);
             let mut out = vec![0.0; m * n];
