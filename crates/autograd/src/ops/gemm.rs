@@ -241,7 +241,7 @@ pub(crate) fn gemm_summing_a_rows(
         Backend::Ours(kernel) if blocked => {
             assert!(
                 dst.len() >= m * n && a.fits(m, k) && b.fits(k, n),
-                "gemm_into: operand out of bounds"
+                "gemm_summing_a_rows: operand out of bounds"
             );
             let threads = threads_for(m, n, k);
             blis::gemm_summing_a_rows(kernel, (m, n, k), a, b, &mut dst[..m * n], sums, threads)
